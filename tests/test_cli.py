@@ -37,7 +37,42 @@ def test_bench_bad_arguments(tmp_path, args, message):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_demo_runs():
-    proc = subprocess.run([script("psann_lm_demo"), "--runs", "1"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "max error" in proc.stdout and "| float32 | fused sine |" in proc.stdout
+def test_demo_runs(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([script("psann_lm_demo"), "--epochs", "0.05", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "validation loss" in proc.stdout and "'Return the number of' → " in proc.stdout
+    assert {"metrics.jsonl", "loss.png", "model", "checkpoints"} <= {p.name for p in out.iterdir()}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT.parent / "shared" / "SPEC.md"
+
+
+def spec_yaml() -> str:
+    if not SPEC.exists(): pytest.skip(f"the product specification is not at {SPEC}")
+    text = SPEC.read_text()
+    return text.split("```yaml", 1)[1].split("```", 1)[0]
+
+
+def test_spec_example_yaml_runs(tmp_path):
+    corpus = tmp_path / "data" / "sample_texts.txt"
+    corpus.parent.mkdir()
+    corpus.write_text("\n\n".join(f"Sample document {i}: the quick brown fox jumps over the lazy dog {i % 7} times." for i in range(200)))
+    (tmp_path / "run.yaml").write_text(spec_yaml())        # the example as written; its relative path is found from tmp_path
+    shrink = ["model.d_model=32", "model.n_layers=2", "model.n_heads=4", "model.d_mlp=64", "model.vocab_size=400",
+              "data.max_length=32", "data.doc_sep='\n\n'", f"data.cache_dir={tmp_path / 'cache'}", "train.max_steps=4",
+              "train.batch_tokens=256", "train.warmup_steps=1", "train.log_interval_steps=2", "train.save_interval_steps=2"]
+    proc = subprocess.run([script("psann-lm-train"), "--config", "run.yaml", *shrink], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "lm" / "wrn_small"       # the example's checkpoint_dir
+    assert (run / "model" / "model.safetensors").exists() and (run / "metrics.jsonl").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+
+
+@pytest.mark.parametrize("args, message", [(["model.dmodel=3"], "unknown key(s) ['dmodel'] in section 'model'"),
+                                           (["train.lr=-1"], "lr must be a number > 0"), (["foo"], "section.key=value")])
+def test_train_script_rejects_bad_settings(tmp_path, args, message):
+    proc = subprocess.run([script("psann-lm-train"), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,1 +1,13 @@
+"""psann_lm: language models whose MLPs use PSANN's parametric sine activation."""
 __version__ = "0.0.1"
+
+# The two names of the product's API, imported on first use so that `import psann_lm.sine` stays light.
+_LAZY = {"psannLM": "psann_lm.api", "psannLMDataPrep": "psann_lm.dataprep"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'psann_lm' has no attribute {name!r}")

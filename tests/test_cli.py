@@ -76,3 +76,8 @@ def test_train_script_rejects_bad_settings(tmp_path, args, message):
     proc = subprocess.run([script("psann-lm-train"), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_module_entry_point_for_accelerate_launch(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "psann_lm.cli", "train.lr=-1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "lr must be a number > 0" in proc.stderr

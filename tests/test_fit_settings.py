@@ -86,3 +86,26 @@ def test_field_has_its_effect(name, data, tmp_path, capsys):
     m, r = fit(data, **kw)
     assert check(data, m, r), f"{name}={kw[name]!r} had no visible effect: {json.dumps(r['last'], default=str)[:300]}"
     if name == "progress": assert "training" in capsys.readouterr().err
+
+
+def test_resume_from_an_explicit_checkpoint_path(data, tmp_path):
+    out = tmp_path / "run"
+    _, first = fit(data, max_steps=4, save_interval=2, output_dir=str(out), keep_last=5)
+    mid = checkpoints(out)[0]
+    assert mid.name == "step_00000002"
+    m, resumed = fit(data, max_steps=4, output_dir=str(tmp_path / "other"), resume=str(mid))
+    assert resumed["resumed_from"] == str(mid) and resumed["steps"] == 4
+    straight, _ = fit(data, max_steps=4)
+    assert all(torch.equal(a, b) for a, b in zip(m.net.state_dict().values(), straight.net.state_dict().values()))
+
+
+def test_second_fit_continues_with_new_settings(data):
+    torch.manual_seed(0)
+    m = psannLM(base="respsann", d_model=16, n_layers=1, n_heads=2)
+    m.fit(data, max_steps=3, batch_size=4, progress=False, peak_flops=1e12, log_interval=1)
+    after_first = m.net.embed.weight.detach().clone()
+    m.fit(data, max_steps=2, batch_size=2, lr=1e-2, warmup_steps=0, progress=False, peak_flops=1e12, log_interval=1)
+    steps = [r["step"] for r in m.history if "loss" in r]
+    assert steps == [1, 2, 3, 1, 2], "the history holds both fits"
+    assert math.isclose([r["lr"] for r in m.history if "loss" in r][3], 1e-2, rel_tol=1e-9)
+    assert not torch.equal(after_first, m.net.embed.weight), "the second fit starts from the first one's weights and moves them"

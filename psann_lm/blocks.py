@@ -26,6 +26,8 @@ class RMSNorm(nn.Module):
         self.eps, self.weight = eps, nn.Parameter(torch.ones(d))
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+            return torch.rms_norm(x, (x.shape[-1],), self.weight, self.eps)   # inference on float32 (decoding): one call
         if not torch.is_autocast_enabled(x.device.type):   # the common case, without the context manager's cost
             return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
         with torch.autocast(x.device.type, enabled=False):
@@ -47,7 +49,7 @@ class RotaryEmbedding(nn.Module):
         return self.cos[position_ids][:, None], self.sin[position_ids][:, None]
 
 def apply_rotary(x:torch.Tensor, cos:torch.Tensor, sin:torch.Tensor) -> torch.Tensor:
-    "Rotate channel pairs (i, i + h/2) of `x` (B, H, T, h) by the angles whose cos/sin are given."
+    "Rotate channel pairs (i, i + h/2) of `x` (…, B, H, T, h) by the angles whose cos/sin are given."
     x1, x2 = x.chunk(2, dim=-1)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
@@ -160,8 +162,9 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x:torch.Tensor, ctx:AttentionContext, cache:LayerCache|None=None) -> torch.Tensor:
         B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if ctx.rope is not None: q, k = apply_rotary(q, *ctx.rope), apply_rotary(k, *ctx.rope)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # (3, B, H, T, h)
+        if ctx.rope is None: q, k, v = qkv
+        else: (q, k), v = apply_rotary(qkv[:2], *ctx.rope), qkv[2]       # queries and keys rotated in one pass
         if cache is not None: k, v = cache.append_kv(k, v)
         mask = ctx.mask if ctx.mask is None or ctx.mask.dtype == torch.bool else ctx.mask.to(q.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=ctx.is_causal)
@@ -193,7 +196,7 @@ class ResPSANNBlock(nn.Module):
 
     def forward(self, x:torch.Tensor, ctx:AttentionContext, cache:LayerCache|None=None) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), ctx, cache)
-        return x + self.alpha * self.mlp(self.mlp_norm(x))
+        return torch.addcmul(x, self.alpha, self.mlp(self.mlp_norm(x)))       # x + α·MLP(...), one kernel
 
 # %% ../nbs/01_blocks.ipynb #04e2e467
 class TemporalConv(nn.Module):
@@ -217,6 +220,9 @@ class TemporalConv(nn.Module):
 
     def _taps(self, seq:torch.Tensor, T:int, doc:torch.Tensor|None) -> torch.Tensor:
         "y_t = Σ_i w_i ⊙ seq[t + i·δ] over the left-padded sequence (a depthwise dilated conv); with `doc`, taps into earlier documents are dropped."
+        if T == 1 and doc is None:   # decoding: the k taps are every δ-th row of seq; one multiply, one sum
+            taps = seq if self.dilation == 1 else seq[:, ::self.dilation]
+            return (taps * self.weight.view(-1, self.kernel).t().to(seq.dtype)).sum(1, keepdim=True)
         w, y = self.weight[:, 0].to(seq.dtype), 0
         for i in range(self.kernel):
             tap = seq[:, i * self.dilation: i * self.dilation + T]     # position t - lag, lag = (k - 1 - i)·δ
@@ -239,4 +245,4 @@ class WaveResNetBlock(ResPSANNBlock):
 
     def forward(self, x:torch.Tensor, ctx:AttentionContext, cache:LayerCache|None=None) -> torch.Tensor:
         x = super().forward(x, ctx, cache)
-        return x + self.beta * self.temporal(x, ctx, cache)
+        return torch.addcmul(x, self.beta, self.temporal(x, ctx, cache))

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .blocks import DecoderCache
+from .sine import frozen_sine
 
 # %% auto #0
 __all__ = ['repetition_penalty', 'temperature', 'top_k', 'top_p', 'min_p', 'SamplingConfig', 'generate_tokens']
@@ -90,29 +91,33 @@ def generate_tokens(net, input_ids:torch.Tensor, attention_mask:torch.Tensor|Non
     ids, new = input_ids, []
     if limit and ids.shape[1] > limit - 1: ids, mask = ids[:, -(limit - 1):], mask[:, -(limit - 1):]
     was_training = net.training; net.eval()
-    cache = DecoderCache() if use_cache else None
-    logits = net(ids, attention_mask=mask, cache=cache).logits[:, -1]
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    padded = not bool(mask.all())
-    for step in range(max_new_tokens):
-        # padding must not count as a seen token; nothing is seen when there is no penalty
-        seen = torch.where(mask.bool(), ids, ids[:, -1:]) if sampling.repetition_penalty != 1.0 else ids[:, :0]
-        nxt = sampling.choose(logits, seen, generator)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        new.append(nxt)
-        ids, mask = torch.cat([ids, nxt[:, None]], 1), torch.cat([mask, (~done).long()[:, None]], 1)
-        if on_token is not None: on_token(nxt, done)
-        done |= torch.isin(nxt, eos) if len(eos) else torch.zeros_like(done)
-        if stop is not None: done |= torch.tensor([bool(stop(r, torch.stack(new, 1)[r])) for r in range(B)], device=device)
-        if done.all() or step == max_new_tokens - 1: break
-        padded = padded or bool(done.any())                            # a finished row's padding must be masked from now on
-        if not use_cache: logits = net(ids[:, -(limit or ids.shape[1]):], attention_mask=mask[:, -(limit or ids.shape[1]):]).logits[:, -1]; continue
-        if limit and cache.length + 1 > limit:                            # slide: rebuild the cache from the last half
-            keep = limit // 2
-            cache = DecoderCache()
-            logits = net(ids[:, -keep:], attention_mask=mask[:, -keep:], cache=cache).logits[:, -1]
-        else:
-            logits = net(nxt[:, None], attention_mask=mask[:, -(cache.length + 1):] if padded else None, cache=cache).logits[:, -1]
+    with frozen_sine(net):   # the sine parameters cannot change while decoding: compute their vectors once
+        cache = DecoderCache() if use_cache else None
+        logits = net(ids, attention_mask=mask, cache=cache).logits[:, -1]
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        padded = not bool(mask.all())
+        ends = len(eos) > 0 or stop is not None               # can a row finish early?
+        for step in range(max_new_tokens):
+            # padding must not count as a seen token; nothing is seen when there is no penalty
+            seen = torch.where(mask.bool(), ids, ids[:, -1:]) if sampling.repetition_penalty != 1.0 else ids[:, :0]
+            nxt = sampling.choose(logits, seen, generator)
+            if ends: nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            new.append(nxt)
+            ids, mask = torch.cat([ids, nxt[:, None]], 1), torch.cat([mask, (~done).long()[:, None]], 1)
+            if on_token is not None: on_token(nxt, done)
+            if step == max_new_tokens - 1: break
+            if ends:                                                       # rows can finish: track them (not needed otherwise)
+                if len(eos): done |= torch.isin(nxt, eos)
+                if stop is not None: done |= torch.tensor([bool(stop(r, torch.stack(new, 1)[r])) for r in range(B)], device=device)
+                if done.all(): break
+                padded = padded or bool(done.any())                        # a finished row's padding must be masked from now on
+            if not use_cache: logits = net(ids[:, -(limit or ids.shape[1]):], attention_mask=mask[:, -(limit or ids.shape[1]):]).logits[:, -1]; continue
+            if limit and cache.length + 1 > limit:                            # slide: rebuild the cache from the last half
+                keep = limit // 2
+                cache = DecoderCache()
+                logits = net(ids[:, -keep:], attention_mask=mask[:, -keep:], cache=cache).logits[:, -1]
+            else:
+                logits = net(nxt[:, None], attention_mask=mask[:, -(cache.length + 1):] if padded else None, cache=cache).logits[:, -1]
     net.train(was_training)
     out = torch.stack(new, 1)
     return F.pad(out, (0, max_new_tokens - out.shape[1]), value=pad_id)

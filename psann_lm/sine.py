@@ -16,7 +16,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SINE_PARAMS', 'DECAY_MODES', 'FREQ_EPS', 'MIN_INIT', 'KERNEL_CHOICES', 'inverse_softplus', 'decay_envelope_arg',
            'sine_formula', 'SineConfig', 'SineActivation', 'decay_envelope_slope', 'cache_root', 'build_sine_kernel',
-           'sine_kernel', 'SineFunction', 'sine_activation', 'saved_tensor_bytes']
+           'sine_kernel', 'SineFunction', 'sine_activation', 'frozen_sine', 'saved_tensor_bytes']
 
 # %% ../nbs/00_sine.ipynb #9a971ba2
 SINE_PARAMS = ("amplitude", "frequency", "damping")  # the names `SineConfig.learnable` accepts
@@ -444,8 +444,25 @@ def forward(self:SineActivation, z:torch.Tensor) -> torch.Tensor:
         raise ValueError(f"SineActivation({self.features}) expects {self.features} features on dim {fd}, got input of shape {tuple(z.shape)}")
     last = fd % z.ndim == z.ndim - 1
     zt = z if last else z.movedim(fd, -1)
+    if not torch.is_grad_enabled() and not torch.is_autocast_enabled(z.device.type):   # inference: cached vectors, no graph
+        lib = _kernel_for(zt)
+        if lib is not None:
+            vecs = self.__dict__.get("_frozen") or tuple(_vec(v) for v in (self.amplitude, self.frequency, self.damping))
+            y = _kernel_forward(lib, zt.contiguous(), *vecs, self.config.decay_mode)
+            return y if last else y.movedim(-1, fd)
     y = sine_activation(zt, self.amplitude, self.frequency, self.damping, self.config.decay_mode)
     return y if last else y.movedim(-1, fd)
+
+# %% ../nbs/00_sine.ipynb #f26909f3
+@contextlib.contextmanager
+def frozen_sine(module:nn.Module):
+    "Within the block, `SineActivation`s under `module` reuse (A, f, d) computed on entry (inference only)."
+    acts = [m for m in module.modules() if isinstance(m, SineActivation)]
+    with torch.no_grad():
+        for m in acts: m.__dict__["_frozen"] = tuple(_vec(v) for v in (m.amplitude, m.frequency, m.damping))
+    try: yield module
+    finally:
+        for m in acts: m.__dict__.pop("_frozen", None)
 
 # %% ../nbs/00_sine.ipynb #3df3b869
 def saved_tensor_bytes(fn, *inputs) -> int:

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NB_SUM  = find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha256sum
 LIB_SUM = find psann_lm -name '*.py' -print0 | sort -z | xargs -0 sha256sum
 
-.PHONY: demo test venv sync-check
+.PHONY: demo test venv sync-check docs-check
 
 venv: $(STAMP)
 
@@ -29,6 +29,13 @@ sync-check: $(STAMP)
 	 if [ "$$before" != "$$($(LIB_SUM))" ]; then echo "FAIL: nbdev_export changed psann_lm/; the package and the notebooks disagree"; exit 1; fi
 	@echo "notebooks clean; psann_lm/ matches the notebooks"
 
-test: sync-check
+# The docs up to Quarto's render (the deploy workflow renders): every notebook processed as nbdev_docs processes it, with a
+# stub `quarto` on PATH so that nbdev does not try to install one; then the sidebar and every internal link are checked.
+docs-check: $(STAMP)
+	rm -rf _proc
+	PATH="$(CURDIR)/.ci/stub:$(CURDIR)/$(BIN):$$PATH" nbdev_proc_nbs
+	$(BIN)/python .ci/check_docs.py
+
+test: sync-check docs-check
 	PATH="$(CURDIR)/$(BIN):$$PATH" nbdev_test --n_workers 2
 	$(BIN)/python -m pytest tests

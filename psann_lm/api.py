@@ -12,7 +12,7 @@ import torch
 from fastcore.basics import patch_to
 from safetensors.torch import load_file, save_file
 
-from .model import DecoderLM, ModelConfig
+from .model import DecoderLM, ModelConfig, physical_memory
 from .tokenizer import Tokenizer, load_tokenizer
 from .trainer import TrainConfig, evaluate, plot_loss, train
 from .generation import SamplingConfig, generate_tokens
@@ -36,7 +36,9 @@ def _model_kwargs(base:str, kwargs:dict) -> dict:
 
 class psannLM:
     "A PSANN language model: configure, fit, evaluate, generate, save and load."
-    def __init__(self, base:str="waveresnet", **model_kwargs):
+    def __init__(self,
+                 base:str="waveresnet", # "waveresnet", "respsann", or a base you registered
+                 **model_kwargs):       # ModelConfig's other fields (d_model, n_layers, sine_params, ...; max_length and positional_encoding as aliases)
         self.model_kwargs = _model_kwargs(base, model_kwargs)
         self.config = ModelConfig(**{**dict(vocab_size=32000), **self.model_kwargs})  # checked now, built later
         self.net, self.tokenizer, self.history = None, None, []
@@ -55,7 +57,11 @@ def _train_kwargs(kwargs:dict) -> TrainConfig:
     return TrainConfig(**kwargs)
 
 @patch_to(psannLM)
-def fit(self, train_data, val_data=None, **train_kwargs) -> psannLM:
+def fit(self,
+        train_data,      # a psannLMDataPrep: its training windows, and its validation split if it has one
+        val_data=None,   # a psannLMDataPrep or dataset to evaluate on instead
+        **train_kwargs,  # TrainConfig's fields (epochs, max_steps, batch_tokens, lr, amp, output_dir, resume, ...)
+       ) -> psannLM:
     "Train on `train_data` (a psannLMDataPrep); `train_kwargs` are `TrainConfig` fields."
     cfg = _train_kwargs(train_kwargs)
     if not hasattr(train_data, "dataset") or not hasattr(train_data, "tokenizer"):
@@ -75,23 +81,36 @@ def fit(self, train_data, val_data=None, **train_kwargs) -> psannLM:
 
 # %% ../nbs/07_api.ipynb #aeeb880d
 @patch_to(psannLM)
-def evaluate(self, data, batch_size:int=8, max_tokens:int|None=None) -> dict:
+def evaluate(self,
+             data,                     # a psannLMDataPrep (its validation split, else its training windows) or a dataset
+             batch_size:int=8,         # windows per forward pass
+             max_tokens:int|None=None, # stop after about this many target tokens; None = all of them
+            ) -> dict:
     "Loss, perplexity and token count on `data`'s validation split (or its training windows, or a dataset)."
     if self.net is None: raise RuntimeError("the model has not been built yet: call fit() first (or give vocab_size)")
     dataset = getattr(data, "val_dataset", None) or getattr(data, "dataset", None) or data
     return evaluate(self.net, dataset, batch_size=batch_size, max_tokens=max_tokens)
 
 @patch_to(psannLM)
-def plot_loss(self, ax=None):
+def plot_loss(self,
+              ax=None, # matplotlib axes to draw on; None = new ones
+             ):
     "Training and validation loss of every fit so far."
     if not self.history: raise RuntimeError("nothing to plot: the model has not been fitted")
     return plot_loss(self.history, ax=ax)
 
 # %% ../nbs/07_api.ipynb #bbba4923
+def _eos_ids(eos_token_id, vocab_size:int) -> list[int]:
+    "The end-of-sequence ids `eos_token_id` stands for (an id or a list of ids), each checked against the vocabulary."
+    ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id) if isinstance(eos_token_id, (list, tuple)) else None
+    if ids is None or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in ids):
+        raise ValueError(f"eos_token_id must be a token id in [0, {vocab_size}) or a list of them, got {eos_token_id!r:.80}")
+    return ids
+
 @patch_to(psannLM)
 def _encode_prompts(self, prompts:list[str]):
     if self.net is None or self.tokenizer is None: raise RuntimeError("generate() needs a fitted (or loaded) model with its tokenizer")
-    if not prompts or not all(isinstance(p, str) for p in prompts): raise ValueError("prompt must be a string or a non-empty list of strings")
+    if not prompts or not all(isinstance(p, str) for p in prompts): raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompts!r:.80}")
     ids = [self.tokenizer.encode(p) or [self.tokenizer.eos_id] for p in prompts]   # an empty prompt starts a new document
     width, pad = max(map(len, ids)), self.tokenizer.pad_id
     device = next(self.net.parameters()).device
@@ -100,25 +119,51 @@ def _encode_prompts(self, prompts:list[str]):
     return batch, mask
 
 @patch_to(psannLM)
-def generate_ids(self, input_ids:torch.Tensor, attention_mask:torch.Tensor|None=None, max_new_tokens:int=64, seed:int|None=None,
-                 eos_token_id=None, stop=None, on_token=None, **sampling) -> torch.Tensor:
+def generate_ids(self,
+                 input_ids:torch.Tensor,                # (B, T) left-padded prompt ids
+                 attention_mask:torch.Tensor|None=None, # (B, T) 1 for prompt tokens, 0 for padding
+                 max_new_tokens:int=64,                 # tokens to generate per row, at most
+                 seed:int|None=None,                    # seeds sampling, for reproducible output
+                 eos_token_id=None,                     # id or ids that end a row; None = the tokenizer's <|eos|>
+                 stop=None,                             # stop(row, new_ids) -> bool: ends a row early
+                 on_token=None,                         # on_token(next_ids, done) after every step
+                 **sampling,                            # SamplingConfig's settings (temperature, top_k, top_p, min_p, ...)
+                ) -> torch.Tensor:
     "New token ids after left-padded `input_ids` (B, T): the token-level `generate`."
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id) if eos_token_id is not None else \
-          ([self.tokenizer.eos_id] if self.tokenizer is not None else [])
+    ram, need = physical_memory(), 8 * input_ids.shape[0] * max_new_tokens       # the (B, max_new_tokens) int64 result alone
+    if ram and need > ram:
+        raise ValueError(f"max_new_tokens={max_new_tokens} for {input_ids.shape[0]} prompt(s) needs {need / 2**30:,.0f} GiB for the new ids alone, "
+                         f"more than this machine's {ram / 2**30:,.0f} GiB of memory; ask for fewer tokens")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)): raise ValueError(f"seed must be an int or None, got {seed!r}")
+    eos = _eos_ids(eos_token_id, self.config.vocab_size) if eos_token_id is not None else ([self.tokenizer.eos_id] if self.tokenizer is not None else [])
     gen = torch.Generator(device=input_ids.device).manual_seed(seed) if seed is not None else None
     pad = self.tokenizer.pad_id if self.tokenizer is not None else 0
     return generate_tokens(self.net, input_ids, attention_mask, max_new_tokens, SamplingConfig(**sampling), eos, pad, gen, stop, on_token=on_token)
 
 # %% ../nbs/07_api.ipynb #53f444ec
 @patch_to(psannLM)
-def generate(self, prompt:str|list[str], max_new_tokens:int=64, temperature:float=1.0, top_k:int|None=None, top_p:float|None=None,
-             min_p:float|None=None, repetition_penalty:float=1.0, do_sample:bool|None=None, seed:int|None=None,
-             eos_token_id=None, stop:str|list[str]|None=None) -> str|list[str]:
+def generate(self,
+             prompt:str|list[str],          # a prompt, or a list of prompts generated together (left-padded)
+             max_new_tokens:int=64,         # tokens to generate per prompt, at most
+             temperature:float=1.0,         # divides the logits; 0 = greedy
+             top_k:int|None=None,           # sample among the k most likely tokens
+             top_p:float|None=None,         # sample among the most likely tokens up to this probability mass
+             min_p:float|None=None,         # drop tokens less likely than this fraction of the most likely one
+             repetition_penalty:float=1.0,  # > 1 discourages tokens already in the text
+             do_sample:bool|None=None,      # False = greedy; None or True = sample (unless temperature is 0)
+             seed:int|None=None,            # seeds sampling, for reproducible output
+             eos_token_id=None,             # id or ids that end a prompt's text; None = the tokenizer's <|eos|>
+             stop:str|list[str]|None=None,  # strings that end a prompt's text (cut from it)
+            ) -> str|list[str]:
     "Continue `prompt` (a string, or a list of strings batched together); returns the new text."
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r:.80}")
+    stops = [stop] if isinstance(stop, str) else list(stop) if isinstance(stop, (list, tuple)) else [] if stop is None else None
+    if stops is None or not all(isinstance(s, str) and s for s in stops):
+        raise ValueError(f"stop must be a string, a list of strings or None, got {stop!r:.80}; each stop string must be non-empty")
     batch, mask = self._encode_prompts(prompts)
     text_of = lambda ids: self.tokenizer.decode([i for i in ids.tolist() if i != self.tokenizer.pad_id], skip_special_tokens=True)
     until = (lambda r, ids: any(s in text_of(ids) for s in stops)) if stops else None
@@ -133,7 +178,11 @@ def generate(self, prompt:str|list[str], max_new_tokens:int=64, temperature:floa
 
 # %% ../nbs/07_api.ipynb #cfd41bd2
 @patch_to(psannLM)
-def stream(self, prompt:str, max_new_tokens:int=64, **kwargs):
+def stream(self,
+           prompt:str,            # one prompt
+           max_new_tokens:int=64, # tokens to generate, at most
+           **kwargs,              # `generate_ids`'s other settings: seed, eos_token_id and the sampling settings
+          ):
     "Yield the continuation of `prompt` in pieces as tokens are produced (same settings as `generate`)."
     import queue, threading
     batch, mask = self._encode_prompts([prompt])
@@ -157,11 +206,21 @@ def stream(self, prompt:str, max_new_tokens:int=64, **kwargs):
 FORMAT = "psann_lm/1"
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
 
+def _is_model_dir(d:Path) -> bool:
+    "Whether `d` holds a config.json written by `save`."
+    try: return json.loads((d / "config.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError): return False
+
 @patch_to(psannLM)
-def save(self, directory) -> Path:
-    "Write config.json, model.safetensors and the tokenizer into `directory` (replacing it)."
+def save(self,
+         directory, # new, empty, or holding a model saved earlier (which is replaced)
+        ) -> Path:
+    "Write config.json, model.safetensors and the tokenizer into `directory` (new, empty, or a model saved earlier, which is replaced)."
     if self.net is None: raise RuntimeError("nothing to save: the model has not been built (call fit() or give vocab_size)")
-    out = Path(directory)
+    out = Path(directory).expanduser().resolve()                 # '.', '..' and links name a real directory
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_model_dir(out))):
+        raise FileExistsError(f"save({str(directory)!r}): {out} exists and is not a psann_lm model directory; save replaces only an empty "
+                              "directory or a model it wrote, so choose a new directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -174,17 +233,35 @@ def save(self, directory) -> Path:
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items() if not (self.config.tie_embeddings and k == "head.weight")}
         save_file(state, str(tmp / "model.safetensors"), metadata=dict(format=FORMAT))
         if self.tokenizer is not None: self.tokenizer.save(tmp / "tokenizer")
-        if out.exists(): shutil.rmtree(out)
+        old = Path(f"{tmp}-old")
+        if out.exists(): os.replace(out, old)                        # the earlier model stays whole until the new one is in place
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
 # %% ../nbs/07_api.ipynb #bfb43942
+def _is_name(name) -> bool:
+    "Whether `name` is a single file name (not a path that could lead elsewhere)."
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+
+def _device(device) -> torch.device|None:
+    "`device` as a `torch.device` (None stays None), checked before anything is read."
+    if device is None: return None
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError): raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"device={device!r}, but CUDA is not available here; use device='cpu'")
+    return dev
+
 @patch_to(psannLM, cls_method=True)
-def load(cls, directory, device=None) -> psannLM:
+def load(cls,
+         directory,   # a directory written by `save`
+         device=None, # where the weights go ("cpu", "cuda:0", ...); None = the CPU
+        ) -> psannLM:
     "A `psannLM` from a directory written by `save` (JSON and safetensors only; pickles are refused)."
-    d = Path(directory)
+    d, dev = Path(directory), _device(device)
+    if d.exists() and not d.is_dir(): raise NotADirectoryError(f"{d} is a file, not a model directory: give the directory psannLM.save wrote")
     if not d.is_dir(): raise FileNotFoundError(f"no model directory at {d}")
     if not (d / "model.safetensors").exists():
         pickles = sorted(p.name for pat in PICKLES for p in d.glob(pat))
@@ -194,13 +271,21 @@ def load(cls, directory, device=None) -> psannLM:
     except FileNotFoundError: raise FileNotFoundError(f"{d} has no config.json: not a directory written by psannLM.save") from None
     except json.JSONDecodeError as e: raise ValueError(f"{d / 'config.json'} is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT: raise ValueError(f"{d / 'config.json'} is not a psann_lm model config (format {FORMAT!r} expected)")
-    m = cls(**ModelConfig.from_dict(meta["model"]).to_dict())        # vocab_size is given, so this builds the network
-    try: state = load_file(str(d / "model.safetensors"), device=str(device or "cpu"))
+    if not isinstance(meta.get("model"), dict): raise ValueError(f"{d / 'config.json'} has no 'model' section: it was not written by psannLM.save")
+    tok = meta.get("tokenizer")
+    if tok and not (isinstance(tok, dict) and _is_name(tok.get("path")) and isinstance(tok.get("fingerprint"), str)):
+        where = tok.get("path") if isinstance(tok, dict) else tok
+        raise ValueError(f"{d / 'config.json'}: tokenizer path {where!r} is not the name of a directory inside the model directory "
+                         "(load reads nothing outside it), or its fingerprint is missing")
+    try: config = ModelConfig.from_dict(meta["model"])
+    except ValueError as e: raise ValueError(f"{d / 'config.json'}: {e}") from None
+    m = cls(**config.to_dict())                                      # vocab_size is given, so this builds the network
+    try: state = load_file(str(d / "model.safetensors"), device=str(dev or "cpu"))
     except Exception as e: raise ValueError(f"{d / 'model.safetensors'} could not be read as safetensors: {e}") from None
     if m.config.tie_embeddings and "embed.weight" in state: state["head.weight"] = state["embed.weight"]
     try: m.net.load_state_dict(state, strict=True)
     except RuntimeError as e: raise ValueError(f"{d / 'model.safetensors'} does not match config.json: {str(e)[:500]}") from None
-    if device is not None: m.net.to(device)
+    if dev is not None: m.net.to(dev)
     if meta.get("tokenizer"):
         m.tokenizer = load_tokenizer(d / meta["tokenizer"]["path"])
         if m.tokenizer.fingerprint != meta["tokenizer"]["fingerprint"]: raise ValueError(f"{d / 'tokenizer'} is not the tokenizer this model was saved with")

@@ -13,7 +13,7 @@ import torch.nn as nn
 from fastcore.script import Param, call_parse
 
 from .sine import SineActivation, SineConfig, saved_tensor_bytes, sine_formula, sine_kernel
-from .model import DecoderLM, ModelConfig
+from .model import DecoderLM, LMOutput, ModelConfig, causal_lm_loss
 from .trainer import TrainConfig, measure_peak_flops, train
 from .dataprep import in_validation, make_corpus
 from .generation import SamplingConfig, generate_tokens
@@ -21,8 +21,11 @@ from .tokenizer import load_tokenizer, train_tokenizer
 from .dataprep import Corpus, _file_pieces, default_corpus, psannLMDataPrep
 
 # %% auto #0
-__all__ = ['machine_info', 'time_alternating', 'save_results', 'bench_sine', 'results_table', 'bench_train_step', 'shared_corpus',
-           'bench_text', 'bench_dataprep', 'bench_fit_overhead', 'bench_shakespeare', 'bench_generation', 'bench_cli']
+__all__ = ['ABLATION_ARMS', 'H100_BF16_PEAK', 'BENCHMARKS', 'TRAIN_SIZES', 'machine_info', 'time_alternating', 'save_results',
+           'bench_sine', 'results_table', 'bench_train_step', 'shared_corpus', 'bench_text', 'bench_dataprep',
+           'bench_fit_overhead', 'bench_shakespeare', 'bench_generation', 'bench_memory', 'GPT2Arm', 'ablation_model',
+           'sine_snapshot', 'ablation_run', 'ablation_step_times', 'ablation', 'ablation_summary', 'plot_ablation',
+           'plot_sine_params', 'sine_param_shift', 'bench_gpu', 'bench_cli']
 
 # %% ../nbs/09_benchmarks.ipynb #b2d3423e
 def machine_info() -> dict:
@@ -43,7 +46,8 @@ def time_alternating(fns:dict,       # name -> zero-argument callable to time
                      runs:int=7,     # rounds; each round times every callable once
                      inner:int=5,    # calls per timing, averaged
                      warmup:int=2,   # untimed calls of each callable first
-                     device:str="cpu") -> dict:
+                     device:str="cpu", # "cuda..." synchronises the GPU around each timing
+                    ) -> dict:
     "Seconds per call of each callable, one list entry per round, the callables interleaved round by round."
     if runs < 1 or inner < 1: raise ValueError(f"runs and inner must be >= 1, got runs={runs}, inner={inner}")
     for fn in fns.values():
@@ -57,7 +61,10 @@ def time_alternating(fns:dict,       # name -> zero-argument callable to time
     return times
 
 # %% ../nbs/09_benchmarks.ipynb #220d1c17
-def save_results(path:str|Path, results:list, command:str) -> Path:
+def save_results(path:str|Path, # the JSON file (its folder is created); written atomically
+                 results:list,  # the benchmark's rows
+                 command:str,   # the command that reproduces them
+                ) -> Path:
     "Write benchmark `results` with the machine's description and the `command` that produced them."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +97,10 @@ def _sine_contenders(shape, dtype, device):
 # %% ../nbs/09_benchmarks.ipynb #9dcaad5b
 def bench_sine(shape=(8, 256, 1024),                 # activation input: (batch, time, features)
                dtypes=("float32", "bfloat16"),       # "bfloat16" runs under bf16 autocast
-               runs:int=7, inner:int=5, device:str="cpu") -> list:
+               runs:int=7,                           # alternating rounds (the median is reported)
+               inner:int=5,                          # calls per timing
+               device:str="cpu",                     # where to run
+              ) -> list:
     "Forward+backward time and saved-for-backward bytes of the sine activation against GELU and the eager formula."
     rows = []
     for name in dtypes:
@@ -106,7 +116,9 @@ def bench_sine(shape=(8, 256, 1024),                 # activation input: (batch,
     return rows
 
 # %% ../nbs/09_benchmarks.ipynb #2477025d
-def results_table(rows:list, cols=("dtype", "impl", "median_ms", "vs_gelu", "saved_MiB")) -> str:
+def results_table(rows:list,                                                   # benchmark rows (dicts)
+                  cols=("dtype", "impl", "median_ms", "vs_gelu", "saved_MiB"),  # the columns, in order
+                 ) -> str:
     "A markdown table of benchmark rows."
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
@@ -128,9 +140,18 @@ def _gpt2_flops_per_token(m, seq_len):
     return 6 * (n + c.vocab_size * c.n_embd) + 12 * c.n_layer * c.n_embd * seq_len
 
 # %% ../nbs/09_benchmarks.ipynb #ecce1278
-def bench_train_step(d_model:int=256, n_layers:int=4, n_heads:int=4, seq_len:int=256, vocab:int=8192, batch:int=8,
+def bench_train_step(d_model:int=256,                 # model width
+                     n_layers:int=4,                  # blocks
+                     n_heads:int=4,                   # attention heads
+                     seq_len:int=256,                 # tokens per sequence
+                     vocab:int=8192,                  # vocabulary size
+                     batch:int=8,                     # sequences per step
                      dtypes=("float32", "bfloat16"),  # "bfloat16" = bf16 autocast, fp32 weights and optimizer
-                     runs:int=5, inner:int=1, lr:float=3e-4, device:str="cpu") -> list:
+                     runs:int=5,                      # alternating rounds (the median is reported)
+                     inner:int=1,                     # steps per timing
+                     lr:float=3e-4,                   # AdamW learning rate
+                     device:str="cpu",                # where to run
+                    ) -> list:
     "Tokens/s and MFU of a full training step (forward, backward, AdamW) for both bases, the GELU switch and HF GPT-2."
     torch.manual_seed(0)
     dims = dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=seq_len)
@@ -166,7 +187,9 @@ def shared_corpus() -> Path|None:
     "Tiny Shakespeare from a `shared/data` folder in or above the working directory, or None."
     return next((p for root in (Path.cwd(), *Path.cwd().parents) if (p := root / "shared" / "data" / "tinyshakespeare.txt").exists()), None)
 
-def bench_text(size_mb:float, directory) -> Path:
+def bench_text(size_mb:float, # at least this many MB
+               directory,     # where the file is written
+              ) -> Path:
     "A UTF-8 file of at least `size_mb` MB of real text (Tiny Shakespeare, repeated; the stdlib corpus if it is absent)."
     src = shared_corpus()
     base = src.read_text() if src else "\n\n".join(default_corpus())
@@ -192,7 +215,11 @@ _RSS_CHILD = textwrap.dedent("""
     print(json.dumps(dict(rss_before_mb=round(before, 1), peak_rss_during_mb=round(peak[0], 1), tokens=d.meta["splits"]["train"]["tokens"])))
 """)
 
-def bench_dataprep(throughput_mb:float=50, rss_sizes_mb=(50, 200), runs:int=3, vocab_size:int=8192) -> dict:
+def bench_dataprep(throughput_mb:float=50,    # corpus size of the throughput comparison
+                   rss_sizes_mb=(50, 200),    # corpus sizes whose peak memory is measured
+                   runs:int=3,                # alternating rounds of the throughput comparison
+                   vocab_size:int=8192,       # the byte-level BPE trained for both
+                  ) -> dict:
     "Preparation MB/s against raw `encode_batch` (alternating, medians), and peak RSS of preparation at several corpus sizes."
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -228,8 +255,16 @@ def bench_dataprep(throughput_mb:float=50, rss_sizes_mb=(50, 200), runs:int=3, v
     return dict(throughput=rows, rss=rss, tokenizer_train_s_on_2mb=round(train_s, 2))
 
 # %% ../nbs/09_benchmarks.ipynb #8aa0ea83
-def bench_fit_overhead(d_model:int=256, n_layers:int=4, n_heads:int=4, seq_len:int=256, vocab:int=8192, batch:int=8,
-                       fit_steps:int=30, bare_steps:int=10, runs:int=5) -> dict:
+def bench_fit_overhead(d_model:int=256,   # model width
+                       n_layers:int=4,    # blocks
+                       n_heads:int=4,     # attention heads
+                       seq_len:int=256,   # tokens per sequence
+                       vocab:int=8192,    # vocabulary of the tokenizer trained on the stdlib corpus
+                       batch:int=8,       # sequences per step
+                       fit_steps:int=30,  # steps of `train` per round (its first 10 are not counted)
+                       bare_steps:int=10, # bare steps per round
+                       runs:int=5,        # alternating rounds
+                      ) -> dict:
     "Tokens/s of `train` (after its first 10 steps) against bare forward-backward-AdamW steps, alternating rounds."
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -255,8 +290,17 @@ def bench_fit_overhead(d_model:int=256, n_layers:int=4, n_heads:int=4, seq_len:i
                 fit_runs=[round(x) for x in fit_tps], bare_runs=[round(x) for x in bare_tps], vocab=data.vocab_size)
 
 # %% ../nbs/09_benchmarks.ipynb #35e2923a
-def bench_shakespeare(path, steps:int=300, batch:int=8, lr:float=1e-3, d_model:int=256, n_layers:int=4, n_heads:int=4,
-                      seq_len:int=256, vocab:int=4096, seed:int=1337) -> dict:
+def bench_shakespeare(path,             # the Tiny Shakespeare text file
+                      steps:int=300,    # optimizer steps
+                      batch:int=8,      # sequences per step
+                      lr:float=1e-3,    # peak learning rate
+                      d_model:int=256,  # model width
+                      n_layers:int=4,   # blocks
+                      n_heads:int=4,    # attention heads
+                      seq_len:int=256,  # tokens per sequence
+                      vocab:int=4096,   # byte-level BPE size
+                      seed:int=1337,    # seeds the model and the data order
+                     ) -> dict:
     "Validation loss (nats/token, bits/char) of ResPSANN on Tiny Shakespeare's paragraphs after `steps` optimizer steps."
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -273,8 +317,16 @@ def bench_shakespeare(path, steps:int=300, batch:int=8, lr:float=1e-3, d_model:i
                 val_chars=val_chars, minutes=round((time.perf_counter() - t0) / 60, 2), lr=lr, params=net.num_params())
 
 # %% ../nbs/09_benchmarks.ipynb #88d180db
-def bench_generation(d_model:int=256, n_layers:int=4, n_heads:int=4, vocab:int=8192, prompt_len:int=16, new_tokens:int=128,
-                     batches=(1, 8), runs:int=5, max_seq_len:int=256) -> list:
+def bench_generation(d_model:int=256,      # model width
+                     n_layers:int=4,       # blocks
+                     n_heads:int=4,        # attention heads
+                     vocab:int=8192,       # vocabulary size
+                     prompt_len:int=16,    # prompt tokens per row
+                     new_tokens:int=128,   # tokens generated per row
+                     batches=(1, 8),       # batch sizes measured
+                     runs:int=5,           # alternating rounds
+                     max_seq_len:int=256,  # the models' position limit
+                    ) -> list:
     "Generated tokens/s (greedy) of both bases, cached and not, against HF GPT-2 `generate` with its cache."
     torch.manual_seed(0)
     dims = dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=max_seq_len)
@@ -299,22 +351,377 @@ def bench_generation(d_model:int=256, n_layers:int=4, n_heads:int=4, vocab:int=8
                              cache_speedup=round(tps[base] / tps[k], 2) if k.endswith("no cache") else None))
     return rows
 
+# %% ../nbs/09_benchmarks.ipynb #25b51f4b
+_MEM_CHILD = textwrap.dedent("""
+    import json, resource, sys, torch
+    from psann_lm.model import DecoderLM, ModelConfig
+    cfg = json.loads(sys.argv[1]); batch, amp = cfg.pop("batch"), cfg.pop("amp")
+    torch.manual_seed(0)
+    net = DecoderLM(ModelConfig(**cfg)).train()
+    ids = torch.randint(0, cfg["vocab_size"], (batch, cfg["max_seq_len"]))
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # MiB (Linux reports KiB)
+    net(ids[:1, :8], labels=ids[:1, :8]).loss.backward()   # a tiny step first: lazy imports and one-time setup are not the step's memory
+    net.zero_grad(set_to_none=False)                        # gradients exist before, as they do in every step after the first
+    before = peak()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"): loss = net(ids, labels=ids).loss
+    loss.backward()
+    print(json.dumps(dict(step_peak_mb=round(peak() - before, 1))))
+""")
+
+def bench_memory(d_model:int=256,                  # model width
+                 n_layers:int=4,                   # blocks
+                 n_heads:int=4,                    # attention heads
+                 seq_len:int=256,                  # tokens per sequence
+                 vocab:int=8192,                   # vocabulary size
+                 batch:int=8,                      # sequences per step
+                 bases=("respsann", "waveresnet"), # the bases measured
+                 device:str="cpu",                 # "cpu" (a fresh process per configuration) or "cuda"
+                 amp:str|None=None,                # "bf16" for bf16 autocast, None for float32
+                ) -> list:
+    "Peak memory (MiB) of a forward+backward step for each base, without and with gradient checkpointing."
+    if amp not in (None, "bf16"): raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
+    rows = []
+    for base in bases:
+        for ckpt in (False, True):
+            cfg = dict(base=base, vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=seq_len, grad_checkpoint=ckpt)
+            if device.startswith("cuda"):
+                torch.manual_seed(0)
+                net = DecoderLM(ModelConfig(**cfg)).to(device).train()
+                ids = torch.randint(0, vocab, (batch, seq_len), device=device)
+                torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base_mb = torch.cuda.memory_allocated() / 2**20
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp == "bf16"): loss = net(ids, labels=ids).loss
+                loss.backward(); torch.cuda.synchronize()
+                mb = torch.cuda.max_memory_allocated() / 2**20 - base_mb
+                del net, ids, loss; torch.cuda.empty_cache()
+            else:
+                env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")   # large blocks mapped and unmapped: RSS follows live tensors
+                out = subprocess.run([sys.executable, "-c", _MEM_CHILD, json.dumps(dict(cfg, batch=batch, amp=amp))], capture_output=True, text=True, env=env)
+                if out.returncode: raise RuntimeError(f"memory measurement failed for {base}: {out.stderr.strip()[-2000:]}")
+                mb = json.loads(out.stdout.strip().splitlines()[-1])["step_peak_mb"]
+            rows.append(dict(model=base, grad_checkpoint=ckpt, peak_mb=round(mb, 1)))
+        off, on = rows[-2]["peak_mb"], rows[-1]["peak_mb"]
+        rows[-1]["vs_off"] = round(on / off, 3) if off else None; rows[-2]["vs_off"] = 1.0
+    return rows
+
+# %% ../nbs/09_benchmarks.ipynb #d861d42c
+ABLATION_ARMS = ("respsann", "respsann, frozen sine", "respsann, frequency only", "waveresnet", "respsann + GELU", "HF GPT-2")
+
+class GPT2Arm(nn.Module):
+    "HF GPT-2 behind psann_lm's model interface (loss on shifted labels, optimizer groups, FLOPs), so `train` runs it as it is."
+    def __init__(self,
+                 gpt2): # a `transformers` GPT2LMHeadModel
+        super().__init__(); self.gpt2 = gpt2
+    def forward(self,
+                input_ids,            # (B, T) token ids
+                labels=None,          # (B, T) or (B, T+1) targets, shifted inside as `DecoderLM` does
+                attention_mask=None,  # (B, T) 1 real, 0 padding
+                cache=None,           # accepted for the interface; GPT-2 runs without psann_lm's cache here
+                use_cache=False,      # accepted for the interface
+                document_ids=None,    # accepted for the interface (GPT-2 has no document masking)
+               ) -> LMOutput:
+        "GPT-2's logits, and psann_lm's loss on them when `labels` are given."
+        logits = self.gpt2(input_ids, attention_mask=attention_mask).logits
+        return LMOutput(logits, causal_lm_loss(logits, labels) if labels is not None else None)
+    def param_groups(self,
+                     weight_decay:float=0.1, # AdamW decay of the ≥2-D weights
+                    ) -> list[dict]:
+        "The same rule as `DecoderLM.param_groups`: decay on ≥2-D weights only."
+        ps = [p for p in self.parameters() if p.requires_grad]
+        return [dict(params=[p for p in ps if p.ndim >= 2], weight_decay=weight_decay), dict(params=[p for p in ps if p.ndim < 2], weight_decay=0.0)]
+    def flops_per_token(self,
+                        seq_len:int, # T of the attention term
+                       ) -> float:
+        "Training FLOPs per token by the same formula as `DecoderLM.flops_per_token`."
+        return _gpt2_flops_per_token(self.gpt2, seq_len)
+
+# %% ../nbs/09_benchmarks.ipynb #cdedb181
+def ablation_model(arm:str,         # one of `ABLATION_ARMS`
+                   vocab:int,       # vocabulary size
+                   d_model:int=128, # model width
+                   n_layers:int=4,  # blocks
+                   n_heads:int=4,   # attention heads
+                   seq_len:int=128, # the model's position limit
+                  ) -> nn.Module:
+    "A freshly initialised model for one ablation arm (seed torch first)."
+    dims = dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=seq_len)
+    if arm == "HF GPT-2":
+        gpt2 = _gpt2(d_model, n_layers, n_heads, seq_len, vocab)
+        if gpt2 is None: raise ImportError("the HF GPT-2 arm needs transformers: pip install 'psann_lm[bench]'")
+        return GPT2Arm(gpt2)
+    kw = {"respsann": {}, "respsann, frozen sine": dict(sine_params=dict(learnable=False)),
+          "respsann, frequency only": dict(sine_params=dict(learnable=("frequency",))),
+          "waveresnet": dict(base="waveresnet"), "respsann + GELU": dict(mlp_activation="gelu")}
+    if arm not in kw: raise ValueError(f"arm must be one of {ABLATION_ARMS}, got {arm!r}")
+    return DecoderLM(ModelConfig(**{"base": "respsann", **kw[arm], **dims}))
+
+# %% ../nbs/09_benchmarks.ipynb #4a61e882
+def sine_snapshot(net:nn.Module, # a model with `SineActivation`s
+                  digits:int=4,  # significant digits kept
+                 ) -> dict:
+    "Amplitude, frequency and damping of every `SineActivation` in `net`, by module name, as rounded lists."
+    with torch.no_grad():
+        return {name: {k: [round(v, digits) for v in getattr(m, k).float().tolist()] for k in ("amplitude", "frequency", "damping")}
+                for name, m in net.named_modules() if isinstance(m, SineActivation)}
+
+# %% ../nbs/09_benchmarks.ipynb #358ada80
+def ablation_run(arm:str,               # one of `ABLATION_ARMS`
+                 data,                  # a psannLMDataPrep with a validation split
+                 lr:float,              # peak learning rate
+                 seed:int,              # seeds the model and the data order
+                 steps:int,             # optimizer steps
+                 batch:int=16,          # sequences per step
+                 eval_interval:int=25,  # steps between validations
+                 snapshots:bool=False,  # record the sine parameters before and after
+                 **dims,                # d_model, n_layers, n_heads for `ablation_model`
+                ) -> dict:
+    "Train one arm once; its validation curve (step, tokens, loss), final loss, wall time and optionally sine snapshots."
+    torch.manual_seed(seed)
+    net = ablation_model(arm, data.vocab_size, seq_len=data.max_length, **dims)
+    init = sine_snapshot(net) if snapshots else None
+    t0 = time.perf_counter()
+    res = train(net, data, TrainConfig(max_steps=steps, batch_size=batch, lr=lr, seed=1337 + seed, eval_interval=eval_interval,
+                                       log_interval=eval_interval, progress=False))
+    curve = [[r["step"], r["tokens"], round(r["val_loss"], 5)] for r in res["history"] if "val_loss" in r]
+    out = dict(arm=arm, lr=lr, seed=seed, steps=res["steps"], tokens=res["tokens"], val_loss=round(res["eval"]["loss"], 5),
+               curve=curve, wall_s=round(time.perf_counter() - t0, 2), params=sum(p.numel() for p in net.parameters()))
+    if snapshots and init: out.update(sine_init=init, sine_final=sine_snapshot(net))
+    return out
+
+# %% ../nbs/09_benchmarks.ipynb #c07ba4ca
+def ablation_step_times(vocab:int,          # vocabulary size
+                        batch:int=16,       # sequences per step
+                        seq_len:int=128,    # tokens per sequence
+                        arms=ABLATION_ARMS, # the arms timed
+                        runs:int=7,         # alternating rounds
+                        **dims,             # d_model, n_layers, n_heads for `ablation_model`
+                       ) -> dict:
+    "Median seconds per optimizer step of each arm (alternating rounds, same batch)."
+    torch.manual_seed(0)
+    ids = torch.randint(0, vocab, (batch, seq_len + 1))
+    def make_step(arm):
+        m = ablation_model(arm, vocab, seq_len=seq_len, **dims).train()
+        opt = torch.optim.AdamW(m.param_groups(0.1), lr=1e-3)
+        def step():
+            m(ids[:, :-1], labels=ids).loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        return step
+    times = time_alternating({a: make_step(a) for a in arms}, runs=runs, inner=1, warmup=1)
+    return {a: round(statistics.median(ts), 5) for a, ts in times.items()}
+
+# %% ../nbs/09_benchmarks.ipynb #7beb1b4f
+def ablation(path,                                            # the corpus, a text file (paragraphs are documents)
+             out:str|Path="benchmarks/results/ablation.json", # results, written after every run (a rerun resumes)
+             arms=ABLATION_ARMS,                              # the arms compared
+             lrs=(1e-3, 3e-3, 9e-3),                          # learning rates swept at seed 0
+             seeds:int=3,                                     # seeds per arm at its best rate
+             steps:int=400,                                   # optimizer steps per run
+             batch:int=16,                                    # sequences per step
+             seq_len:int=128,                                 # tokens per sequence
+             vocab:int=2048,                                  # byte-level BPE size
+             eval_interval:int=40,                            # steps between validations
+             d_model:int=128,                                 # model width
+             n_layers:int=4,                                  # blocks
+             n_heads:int=4,                                   # attention heads
+             step_runs:int=7,                                 # rounds of the step-time measurement
+             command:str|None=None,                           # the command recorded with the results
+             log=print,                                       # progress messages go here
+            ) -> dict:
+    "Learning-rate sweep, seeds at the best rate, and step times for every arm on the text file `path`; saved to `out` as it goes."
+    bad = [a for a in arms if a not in ABLATION_ARMS]
+    if bad: raise ValueError(f"arms must be among {ABLATION_ARMS}, got {bad}")
+    if not Path(path).is_file(): raise FileNotFoundError(f"ablation corpus not found: {path}")
+    dims = dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads)
+    settings = dict(corpus=Path(path).name, arms=list(arms), lrs=list(lrs), seeds=seeds, steps=steps, batch=batch, seq_len=seq_len,
+                    vocab=vocab, eval_interval=eval_interval, **dims)
+    out = Path(out)
+    state = json.loads(out.read_text())["results"][0] if out.exists() else {}
+    if state.get("settings") != settings: state = dict(settings=settings, runs=[])
+    command = command or f"ablation({str(path)!r}, steps={steps}, seeds={seeds})"
+    save = lambda: save_results(out, [state], command)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = psannLMDataPrep.from_files(path, vocab_size=vocab, max_length=seq_len, val_split=0.05, doc_sep="\n\n", seed=1337, progress=False)
+    corpus = make_corpus(Path(path), doc_sep="\n\n")
+    state["val_chars"] = sum(len(p) for d, p, _ in corpus.pieces() if in_validation(d, 1337, 0.05))
+    state["val_tokens"] = data.meta["splits"]["val"]["tokens"]
+    done = {(r["arm"], r["lr"], r["seed"]) for r in state["runs"]}
+    def run(arm, lr, seed):
+        if (arm, lr, seed) in done: return
+        try: r = ablation_run(arm, data, lr, seed, steps, batch, eval_interval, snapshots=seed == 0, **dims)
+        except FloatingPointError as e: r = dict(arm=arm, lr=lr, seed=seed, val_loss=None, curve=[], diverged=str(e))   # too high a rate: recorded, not fatal
+        state["runs"].append(r); done.add((arm, lr, seed)); save()
+        log(f"{arm:26s} lr={lr:g} seed={seed}: " + (f"val loss {r['val_loss']:.4f} ({r['wall_s']:.0f} s)" if r["val_loss"] is not None else r["diverged"]))
+    for arm in arms:
+        for lr in lrs: run(arm, lr, 0)
+    swept = lambda a: [r for r in state["runs"] if r["arm"] == a and r["seed"] == 0 and r["val_loss"] is not None]
+    state["best_lr"] = {a: min(swept(a), key=lambda r: r["val_loss"])["lr"] for a in arms}
+    for seed in range(1, seeds):
+        for arm in arms: run(arm, state["best_lr"][arm], seed)
+    if "step_s" not in state:
+        state["step_s"] = ablation_step_times(data.vocab_size, batch, seq_len, arms, runs=step_runs, **dims); save()
+    return state
+
+# %% ../nbs/09_benchmarks.ipynb #9db9a539
+def _loss_at_time(run:dict, step_s:float, t:float) -> float:
+    "Validation loss of `run` at time `t` (steps × step_s), linearly interpolated between evaluations."
+    pts = [(s * step_s, loss) for s, _, loss in run["curve"]]
+    if t >= pts[-1][0]: return pts[-1][1]
+    for (t0, l0), (t1, l1) in zip(pts, pts[1:]):
+        if t <= t1: return l0 + (l1 - l0) * (max(t, t0) - t0) / (t1 - t0)
+    return pts[0][1]
+
+def ablation_summary(state:dict, # what `ablation` returns (or the "results" entry of its JSON)
+                    ) -> list[dict]:
+    "One row per arm: best lr, seeds, loss and bpc (mean ± std) at equal tokens and at equal wall-clock."
+    bpc = lambda loss: loss * state["val_tokens"] / state["val_chars"] / math.log(2)
+    std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
+    arms = state["settings"]["arms"]
+    budget = min(state["step_s"][a] * state["settings"]["steps"] for a in arms)
+    rows = []
+    for a in arms:
+        runs = [r for r in state["runs"] if r["arm"] == a and r["lr"] == state["best_lr"][a]]
+        final = [r["val_loss"] for r in runs]
+        timed = [_loss_at_time(r, state["step_s"][a], budget) for r in runs]
+        rows.append(dict(arm=a, lr=state["best_lr"][a], seeds=len(runs), params=runs[0]["params"], step_ms=round(state["step_s"][a] * 1e3, 1),
+                         val_loss=f"{statistics.mean(final):.4f} ± {std(final):.4f}", bpc=f"{statistics.mean(map(bpc, final)):.4f} ± {std(list(map(bpc, final))):.4f}",
+                         loss_at_equal_time=f"{statistics.mean(timed):.4f} ± {std(timed):.4f}",
+                         bpc_at_equal_time=f"{statistics.mean(map(bpc, timed)):.4f} ± {std(list(map(bpc, timed))):.4f}",
+                         mean_loss=statistics.mean(final), mean_loss_at_equal_time=statistics.mean(timed)))
+    return rows
+
+# %% ../nbs/09_benchmarks.ipynb #412c18e3
+def plot_ablation(state:dict,      # what `ablation` returns
+                  figsize=(12, 4), # matplotlib figure size
+                 ):
+    "Validation loss vs tokens and vs estimated time for every arm at its best lr: seed mean (line) and min–max (band)."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
+    for a in state["settings"]["arms"]:
+        runs = [r for r in state["runs"] if r["arm"] == a and r["lr"] == state["best_lr"][a] and r["curve"]]
+        n = min(len(r["curve"]) for r in runs)
+        losses = torch.tensor([[c[2] for c in r["curve"][:n]] for r in runs])
+        steps = torch.tensor([c[0] for c in runs[0]["curve"][:n]], dtype=torch.float64)
+        for ax, x in zip(axes, (torch.tensor([c[1] for c in runs[0]["curve"][:n]]) / 1e6, steps * state["step_s"][a])):
+            ax.plot(x, losses.mean(0), label=f"{a} (lr {state['best_lr'][a]:g})")
+            ax.fill_between(x, losses.min(0).values, losses.max(0).values, alpha=0.2)
+    axes[0].set(xlabel="training tokens (millions)", ylabel="validation loss (nats/token)", title="equal tokens")
+    axes[1].set(xlabel="estimated seconds (steps × median step time)", title="equal wall-clock")
+    axes[1].axvline(min(state["step_s"][a] for a in state["settings"]["arms"]) * state["settings"]["steps"], color="grey", ls=":", lw=1)
+    axes[0].legend(fontsize=8); fig.tight_layout()
+    return fig
+
+def plot_sine_params(state:dict,           # what `ablation` returns
+                     arm:str="respsann",   # an arm with a sine
+                     branch:str="mlp",     # "mlp", or "temporal" for WaveResNet's conv branch
+                     bins:int=40,          # histogram bins
+                     figsize=None,         # matplotlib figure size; None = by the number of layers
+                    ):
+    "Histograms of amplitude, frequency and damping per layer, at initialisation and after training (seed 0, best lr)."
+    import matplotlib.pyplot as plt
+    run = next((r for r in state["runs"] if r["arm"] == arm and r["seed"] == 0 and r["lr"] == state["best_lr"][arm] and "sine_final" in r), None)
+    if run is None: raise ValueError(f"no sine snapshots for arm {arm!r} (arms with a sine: respsann variants and waveresnet)")
+    names = [n for n in run["sine_init"] if f".{branch}.act" in n]
+    if not names: raise ValueError(f"branch must be 'mlp' or 'temporal' (waveresnet only), got {branch!r} for {arm!r}")
+    fig, axes = plt.subplots(3, len(names), figsize=figsize or (3 * len(names), 6.5), squeeze=False)
+    for j, n in enumerate(names):
+        for i, k in enumerate(("amplitude", "frequency", "damping")):
+            ax, a, b = axes[i, j], run["sine_init"][n][k], run["sine_final"][n][k]
+            lo, hi = min(a + b), max(a + b)
+            edges = torch.linspace(lo, hi + 1e-6 if hi == lo else hi, bins + 1).tolist()
+            ax.hist(a, edges, alpha=0.6, label="init"); ax.hist(b, edges, alpha=0.6, label="trained")
+            ax.set_title(f"layer {n.split('.')[1]}: {k}", fontsize=9); ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=8); fig.suptitle(f"{arm}, {branch} sine parameters", fontsize=10); fig.tight_layout()
+    return fig
+
+def sine_param_shift(state:dict,         # what `ablation` returns
+                     arm:str="respsann", # an arm with a sine
+                    ) -> list[dict]:
+    "Per sine module: mean and mean |change| of A, f, d between initialisation and the end of training (seed 0, best lr)."
+    run = next(r for r in state["runs"] if r["arm"] == arm and r["seed"] == 0 and r["lr"] == state["best_lr"][arm] and "sine_final" in r)
+    rows = []
+    for n in run["sine_init"]:
+        row = dict(module=n)
+        for k, short in (("amplitude", "A"), ("frequency", "f"), ("damping", "d")):
+            a, b = torch.tensor(run["sine_init"][n][k]), torch.tensor(run["sine_final"][n][k])
+            row.update({f"{short} init": round(a.mean().item(), 3), f"{short} trained": round(b.mean().item(), 3), f"|Δ{short}|": round((b - a).abs().mean().item(), 4)})
+        rows.append(row)
+    return rows
+
+# %% ../nbs/09_benchmarks.ipynb #2a9d3ccc
+H100_BF16_PEAK = 989e12   # dense bf16 FLOP/s of an H100 SXM (NVIDIA's datasheet)
+
+def bench_gpu(d_model:int=768,                   # model width
+              n_layers:int=12,                  # blocks
+              n_heads:int=12,                   # attention heads
+              seq_len:int=1024,                 # tokens per sequence
+              vocab:int=50304,                  # vocabulary size
+              batch:int=8,                      # sequences per step
+              bases=("respsann", "waveresnet"), # the bases measured
+              compile_modes=(False, True),      # eager, and `torch.compile`d
+              runs:int=5,                       # timed steps (the median is reported)
+              peak_flops:float=H100_BF16_PEAK,  # the GPU's dense bf16 peak, for MFU
+              device:str="cuda",                # the GPU
+             ) -> list:
+    "bf16 training tokens/s and MFU (eager and compiled), and step memory with/without checkpointing, on `device`."
+    if device.startswith("cuda") and not torch.cuda.is_available(): raise RuntimeError("bench_gpu needs a CUDA GPU; none is visible")
+    rows, dims = [], dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=seq_len)
+    ids = torch.randint(0, vocab, (batch, seq_len), device=device)
+    for base in bases:
+        for compiled in compile_modes:
+            torch.manual_seed(0)
+            net = DecoderLM(ModelConfig(base=base, **dims)).to(device).train()
+            opt = torch.optim.AdamW(net.param_groups(0.1), lr=3e-4, fused=device.startswith("cuda"))
+            fwd = torch.compile(net) if compiled else net
+            def step():
+                with torch.autocast(device.split(":")[0], dtype=torch.bfloat16): loss = fwd(ids, labels=ids).loss
+                loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+            t0 = time.perf_counter(); step(); _sync(device); first_s = time.perf_counter() - t0   # includes compilation
+            ts = time_alternating({"step": step}, runs=runs, inner=1, warmup=1, device=device)["step"]
+            tps = batch * seq_len / statistics.median(ts)
+            rows.append(dict(what="train bf16", model=base, compiled=compiled, median_ms=round(statistics.median(ts) * 1e3, 2),
+                             tokens_per_s=round(tps), mfu=round(tps * net.flops_per_token(seq_len) / peak_flops, 4),
+                             first_step_s=round(first_s, 1), params=net.num_params(non_embedding=False)))
+            del net, opt, fwd
+            if device.startswith("cuda"): torch.cuda.empty_cache()
+    for r in bench_memory(d_model, n_layers, n_heads, seq_len, vocab, batch, bases, device=device, amp="bf16"):
+        rows.append(dict(what="step memory bf16", **r))
+    return rows
+
 # %% ../nbs/09_benchmarks.ipynb #dd8fe043
+BENCHMARKS = ("sine", "train", "memory", "dataprep", "fit", "generate", "ablation", "gpu")
+TRAIN_SIZES = {"d256/L4": dict(d_model=256, n_layers=4, n_heads=4), "d512/L8": dict(d_model=512, n_layers=8, n_heads=8)}
+
 @call_parse
-def bench_cli(what:Param("which benchmark: sine (the default), train, dataprep, fit or generate", str, nargs="?"),
+def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sine)", str, nargs="?"),  # the benchmark to run
               runs:int=9,          # rounds (the median is reported)
               inner:int=5,         # calls per timing (sine; a training step is timed once per round)
               shape:str="8,256,1024",  # sine: activation input shape, comma-separated
+              seeds:int=3,         # ablation: seeds per arm
+              steps:int=400,       # ablation: optimizer steps per run
               out:str=None):       # JSON path; default benchmarks/results/<what>.json
     "Run a psann_lm benchmark, print its table and save its results."
     what = what or "sine"
-    if what not in ("sine", "train", "dataprep", "fit", "generate"): raise SystemExit(f"psann_lm_bench: unknown benchmark {what!r}; available: sine, train, dataprep, fit, generate")
+    if what not in BENCHMARKS: raise SystemExit(f"psann_lm_bench: unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
     try: dims = tuple(int(s) for s in shape.split(","))
     except ValueError: raise SystemExit(f"psann_lm_bench: --shape must be comma-separated integers, got {shape!r}") from None
+    for name, v in (("runs", runs), ("inner", inner), ("seeds", seeds), ("steps", steps)):
+        if v < 1: raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
+    cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"
+    default = f"benchmarks/results/{ {'train': 'train_step'}.get(what, what) }.json"
+    if what == "ablation":
+        src = shared_corpus()
+        if src is None: raise SystemExit("psann_lm_bench ablation needs Tiny Shakespeare at shared/data/tinyshakespeare.txt in or above the working directory")
+        state = ablation(src, out or default, seeds=seeds, steps=steps, step_runs=min(runs, 7), command=cmd)
+        print(results_table(ablation_summary(state), ("arm", "lr", "seeds", "val_loss", "bpc", "loss_at_equal_time", "bpc_at_equal_time")))
+        return print(f"saved to {out or default}")
     if what == "sine":
         rows, cols = bench_sine(shape=dims, runs=runs, inner=inner), ("dtype", "impl", "median_ms", "vs_gelu", "saved_MiB")
     elif what == "train":
-        rows, cols = bench_train_step(runs=runs, inner=1), ("dtype", "model", "median_ms", "tokens_per_s", "vs_gpt2", "mfu")
+        rows = [dict(size=k, **r) for k, d in TRAIN_SIZES.items() for r in bench_train_step(runs=runs, inner=1, **d)]
+        cols = ("size", "dtype", "model", "median_ms", "tokens_per_s", "vs_gpt2", "mfu")
+    elif what == "memory":
+        rows, cols = bench_memory(), ("model", "grad_checkpoint", "peak_mb", "vs_off")
+    elif what == "gpu":
+        rows, cols = bench_gpu(runs=min(runs, 5)), ("what", "model", "compiled", "tokens_per_s", "mfu", "grad_checkpoint", "peak_mb")
     elif what == "generate":
         rows, cols = bench_generation(runs=runs), ("batch", "model", "median_s", "tokens_per_s", "vs_gpt2", "cache_speedup")
     elif what == "fit":
@@ -326,8 +733,6 @@ def bench_cli(what:Param("which benchmark: sine (the default), train, dataprep, 
         rows, cols = [dp], ()
         print(results_table(dp["throughput"], ("what", "corpus_mb", "median_s", "mb_per_s", "vs_raw")))
         print(results_table(dp["rss"], ("corpus_mb", "tokens", "rss_before_mb", "peak_rss_during_mb")))
-    if cols: print(results_table(rows, cols))
-    cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"
-    default = {"sine": "benchmarks/results/sine.json", "train": "benchmarks/results/train_step.json", "dataprep": "benchmarks/results/dataprep.json",
-               "fit": "benchmarks/results/fit.json", "generate": "benchmarks/results/generate.json"}[what]
+    if cols: print(results_table([{c: r.get(c, "") for c in cols} for r in rows], cols))
     print(f"saved to {save_results(out or default, rows, cmd)}")
+

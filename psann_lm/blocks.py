@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .sine import SineActivation, SineConfig
+from .sine import SineActivation, SineConfig, conv_sine_step
 
 # %% auto #0
 __all__ = ['MLP_ACTIVATIONS', 'RMSNorm', 'RotaryEmbedding', 'apply_rotary', 'alibi_slopes', 'sinusoidal_table',
@@ -21,11 +21,16 @@ __all__ = ['MLP_ACTIVATIONS', 'RMSNorm', 'RotaryEmbedding', 'apply_rotary', 'ali
 # %% ../nbs/01_blocks.ipynb #dd121a2d
 class RMSNorm(nn.Module):
     "Root-mean-square norm with a learned gain, computed in float32."
-    def __init__(self, d:int, eps:float=1e-6):  # d: feature size; eps: added to the mean square
+    def __init__(self,
+                 d:int,            # feature size (the last dim)
+                 eps:float=1e-6):  # added to the mean square
         super().__init__()
         self.eps, self.weight = eps, nn.Parameter(torch.ones(d))
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x:torch.Tensor, # (…, d) features
+               ) -> torch.Tensor:
+        "x / sqrt(mean(x²) + eps) · weight over the last dim, in x's dtype."
         if not torch.is_grad_enabled() and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
             return torch.rms_norm(x, (x.shape[-1],), self.weight, self.eps)   # inference on float32 (decoding): one call
         if not torch.is_autocast_enabled(x.device.type):   # the common case, without the context manager's cost
@@ -36,7 +41,10 @@ class RMSNorm(nn.Module):
 # %% ../nbs/01_blocks.ipynb #38987cde
 class RotaryEmbedding(nn.Module):
     "Tabulated rotary cos/sin for positions 0..max_seq_len-1 (buffers, not saved with the weights)."
-    def __init__(self, head_dim:int, max_seq_len:int, base:float=10000.0):
+    def __init__(self,
+                 head_dim:int,          # channels per head (even)
+                 max_seq_len:int,       # positions tabulated
+                 base:float=10000.0):   # b in θ_j = b^(−2j/h)
         super().__init__()
         if head_dim % 2: raise ValueError(f"rotary positions need an even head dim, got {head_dim}")
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
@@ -44,18 +52,24 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, position_ids:torch.Tensor):
+    def forward(self,
+                position_ids:torch.Tensor, # (B, T) positions, each < max_seq_len
+               ):
         "cos and sin for `position_ids` (B, T), shaped (B, 1, T, head_dim/2) to broadcast over heads."
         return self.cos[position_ids][:, None], self.sin[position_ids][:, None]
 
-def apply_rotary(x:torch.Tensor, cos:torch.Tensor, sin:torch.Tensor) -> torch.Tensor:
+def apply_rotary(x:torch.Tensor,   # (…, B, H, T, h) queries and/or keys
+                 cos:torch.Tensor, # (B, 1, T, h/2) from `RotaryEmbedding`
+                 sin:torch.Tensor, # (B, 1, T, h/2)
+                ) -> torch.Tensor:
     "Rotate channel pairs (i, i + h/2) of `x` (…, B, H, T, h) by the angles whose cos/sin are given."
     x1, x2 = x.chunk(2, dim=-1)
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 # %% ../nbs/01_blocks.ipynb #fa8d2c55
-def alibi_slopes(n_heads:int) -> torch.Tensor:
+def alibi_slopes(n_heads:int, # attention heads (any positive number)
+                ) -> torch.Tensor:
     "ALiBi's per-head slopes, geometric for powers of two and interleaved otherwise."
     def power_of_2(n): return [2 ** (-8 * (i + 1) / n) for i in range(n)]
     p = 2 ** math.floor(math.log2(n_heads))
@@ -63,7 +77,9 @@ def alibi_slopes(n_heads:int) -> torch.Tensor:
     return torch.tensor(slopes)
 
 # %% ../nbs/01_blocks.ipynb #e287fa20
-def sinusoidal_table(max_seq_len:int, d_model:int) -> torch.Tensor:
+def sinusoidal_table(max_seq_len:int, # positions (rows)
+                     d_model:int,     # embedding width (columns)
+                    ) -> torch.Tensor:
     "The (max_seq_len, d_model) table of absolute sinusoidal position embeddings."
     pos = torch.arange(max_seq_len, dtype=torch.float64)[:, None]
     inv = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
@@ -83,12 +99,15 @@ class AttentionContext:
     document_ids:torch.Tensor|None=None   # (B, T) document of each token in a packed window; attention and conv stay inside it
 
 # %% ../nbs/01_blocks.ipynb #91357785
-def attention_context(batch:int, new:int, past:int=0,
+def attention_context(batch:int,                             # B, rows of the batch
+                      new:int,                               # T, tokens given in this call
+                      past:int=0,                            # positions already in the cache
                       attention_mask:torch.Tensor|None=None,  # (B, past + new): 1 real, 0 padding
                       rope:RotaryEmbedding|None=None,         # rotary tables, for rotary positions
                       alibi:torch.Tensor|None=None,           # per-head slopes, for ALiBi
                       document_ids:torch.Tensor|None=None,    # (B, new): packed documents that must not see each other
-                      device=None) -> AttentionContext:
+                      device=None,                           # where the position and mask tensors go
+                     ) -> AttentionContext:
     "Positions, mask, rotary angles and ALiBi bias for `new` tokens after `past` cached ones."
     total = past + new
     if document_ids is not None and (past or document_ids.shape != (batch, new)):
@@ -124,7 +143,10 @@ class LayerCache:
     "One layer's decoding state: keys and values (B, H, S, h), and the conv's last inputs (B, P, d)."
     def __init__(self): self._k = self._v = self.conv = None; self.length = 0
 
-    def append_kv(self, k:torch.Tensor, v:torch.Tensor):
+    def append_kv(self,
+                  k:torch.Tensor, # (B, H, T, h) this step's keys
+                  v:torch.Tensor, # (B, H, T, h) this step's values
+                 ):
         "Add this step's keys and values; return all of them (views of a buffer that doubles when full)."
         n = self.length + k.shape[2]
         if self._k is None or n > self._k.shape[2]:
@@ -136,15 +158,22 @@ class LayerCache:
         return self._k[:, :, :n], self._v[:, :, :n]
 
     @property
-    def k(self): return None if self._k is None else self._k[:, :, :self.length]
+    def k(self):
+        "The cached keys (B, H, S, h), or None before the first step."
+        return None if self._k is None else self._k[:, :, :self.length]
     @property
-    def v(self): return None if self._v is None else self._v[:, :, :self.length]
+    def v(self):
+        "The cached values (B, H, S, h), or None before the first step."
+        return None if self._v is None else self._v[:, :, :self.length]
 
 class DecoderCache:
     "Decoding state of a whole decoder: a `LayerCache` per layer and the number of positions seen."
     def __init__(self): self.layers, self.length = [], 0
 
-    def layer(self, i:int) -> LayerCache:
+    def layer(self,
+              i:int, # layer index, from 0
+             ) -> LayerCache:
+        "The cache of layer `i`, created on first use."
         while len(self.layers) <= i: self.layers.append(LayerCache())
         return self.layers[i]
 
@@ -153,14 +182,21 @@ class DecoderCache:
 # %% ../nbs/01_blocks.ipynb #61418720
 class CausalSelfAttention(nn.Module):
     "Multi-head causal self-attention with rotary/ALiBi support and a KV cache."
-    def __init__(self, d_model:int, n_heads:int):
+    def __init__(self,
+                 d_model:int,   # width of the residual stream
+                 n_heads:int):  # heads; must divide d_model
         super().__init__()
         if d_model % n_heads: raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
 
-    def forward(self, x:torch.Tensor, ctx:AttentionContext, cache:LayerCache|None=None) -> torch.Tensor:
+    def forward(self,
+                x:torch.Tensor,               # (B, T, d_model) normalised inputs
+                ctx:AttentionContext,         # positions, mask and rotary angles of this pass
+                cache:LayerCache|None=None,   # this layer's keys and values so far, extended in place
+               ) -> torch.Tensor:
+        "Attend from each new position to itself, the earlier ones and the cached ones; (B, T, d_model)."
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # (3, B, H, T, h)
         if ctx.rope is None: q, k, v = qkv
@@ -175,33 +211,57 @@ MLP_ACTIVATIONS = ("sine", "gelu")
 
 class MLP(nn.Module):
     "Linear → parametric sine (or GELU) → Linear."
-    def __init__(self, d_model:int, d_mlp:int, activation:str="sine", sine:SineConfig|None=None):
+    def __init__(self,
+                 d_model:int,                  # input and output width
+                 d_mlp:int,                    # hidden width
+                 activation:str="sine",        # "sine" or "gelu"
+                 sine:SineConfig|None=None):   # the sine's settings (defaults if None)
         super().__init__()
         if activation not in MLP_ACTIVATIONS: raise ValueError(f"mlp_activation must be one of {MLP_ACTIVATIONS}, got {activation!r}")
         self.fc = nn.Linear(d_model, d_mlp)
         self.act = SineActivation(d_mlp, sine) if activation == "sine" else nn.GELU()
         self.proj = nn.Linear(d_mlp, d_model, bias=False)
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor: return self.proj(self.act(self.fc(x)))
+    def forward(self,
+                x:torch.Tensor, # (…, d_model)
+               ) -> torch.Tensor:
+        "proj(act(fc(x)))."
+        return self.proj(self.act(self.fc(x)))
 
 # %% ../nbs/01_blocks.ipynb #8116eb84
 class ResPSANNBlock(nn.Module):
     "Pre-norm transformer block whose MLP uses the parametric sine; the MLP branch is scaled by a learned α."
     residual_branches = 2  # branches that add into the residual stream (the model's init scales by it)
-    def __init__(self, d_model:int, n_heads:int, d_mlp:int, mlp_activation:str="sine", sine:SineConfig|None=None, norm_eps:float=1e-6):
+    def __init__(self,
+                 d_model:int,                  # width of the residual stream
+                 n_heads:int,                  # attention heads
+                 d_mlp:int,                    # MLP hidden width
+                 mlp_activation:str="sine",    # "sine" or "gelu"
+                 sine:SineConfig|None=None,    # the sine's settings
+                 norm_eps:float=1e-6):         # RMSNorm epsilon
         super().__init__()
         self.attn_norm, self.attn = RMSNorm(d_model, norm_eps), CausalSelfAttention(d_model, n_heads)
         self.mlp_norm, self.mlp = RMSNorm(d_model, norm_eps), MLP(d_model, d_mlp, mlp_activation, sine)
         self.alpha = nn.Parameter(torch.ones(1))
 
-    def forward(self, x:torch.Tensor, ctx:AttentionContext, cache:LayerCache|None=None) -> torch.Tensor:
+    def forward(self,
+                x:torch.Tensor,               # (B, T, d_model) the residual stream
+                ctx:AttentionContext,         # positions and masks of this pass, shared by every block
+                cache:LayerCache|None=None,   # this layer's decoding state, extended in place
+               ) -> torch.Tensor:
+        "x + attention(norm(x)), then + α·MLP(norm(·)): the updated residual stream."
         x = x + self.attn(self.attn_norm(x), ctx, cache)
         return torch.addcmul(x, self.alpha, self.mlp(self.mlp_norm(x)))       # x + α·MLP(...), one kernel
 
 # %% ../nbs/01_blocks.ipynb #04e2e467
 class TemporalConv(nn.Module):
     "WaveResNet's causal branch: RMSNorm → dilated depthwise conv (left padding) → sine → projection."
-    def __init__(self, d_model:int, kernel:int=3, dilation:int=1, sine:SineConfig|None=None, norm_eps:float=1e-6):
+    def __init__(self,
+                 d_model:int,                  # channels (the residual stream's width)
+                 kernel:int=3,                 # taps per channel, k
+                 dilation:int=1,               # spacing of the taps, δ
+                 sine:SineConfig|None=None,    # the sine's settings
+                 norm_eps:float=1e-6):         # RMSNorm epsilon
         super().__init__()
         if kernel < 1 or dilation < 1: raise ValueError(f"conv kernel and dilation must be >= 1, got {kernel} and {dilation}")
         self.kernel, self.dilation, self.context = kernel, dilation, (kernel - 1) * dilation
@@ -210,12 +270,20 @@ class TemporalConv(nn.Module):
         self.act = SineActivation(d_model, sine)
         self.proj = nn.Linear(d_model, d_model, bias=False)
 
-    def forward(self, x:torch.Tensor, ctx:AttentionContext, cache:LayerCache|None=None) -> torch.Tensor:
+    def forward(self,
+                x:torch.Tensor,               # (B, T, d_model) the residual stream
+                ctx:AttentionContext,         # padding and document boundaries of this pass
+                cache:LayerCache|None=None,   # holds the last (k−1)·δ normalised inputs while decoding
+               ) -> torch.Tensor:
+        "proj(sine(causal dilated depthwise conv(norm(x)))): the branch's output, (B, T, d_model)."
+        if cache is not None and cache.conv is not None and x.shape[1] == 1 and ctx.token_mask is None and ctx.document_ids is None:
+            y = conv_sine_step(x, self.norm.weight, self.norm.eps, cache.conv, self.weight, self.dilation, self.act)   # decoding: one kernel call
+            if y is not None: return self.proj(y)
         h = self.norm(x)
         if ctx.token_mask is not None: h = h * ctx.token_mask[..., None].to(h.dtype)
         past = cache.conv if cache is not None and cache.conv is not None else h.new_zeros(h.shape[0], self.context, h.shape[2])
         seq = torch.cat([past.to(h.dtype), h], dim=1)                       # (B, P + T, d)
-        if cache is not None: cache.conv = seq[:, seq.shape[1] - self.context:]
+        if cache is not None: cache.conv = seq[:, seq.shape[1] - self.context:].contiguous()   # its own buffer: decoding shifts it in place
         return self.proj(self.act(self._taps(seq, h.shape[1], ctx.document_ids)))
 
     def _taps(self, seq:torch.Tensor, T:int, doc:torch.Tensor|None) -> torch.Tensor:
@@ -237,8 +305,15 @@ class TemporalConv(nn.Module):
 class WaveResNetBlock(ResPSANNBlock):
     "A ResPSANN block plus WaveResNet's causal dilated temporal branch, scaled by a learned β."
     residual_branches = 3
-    def __init__(self, d_model:int, n_heads:int, d_mlp:int, mlp_activation:str="sine", sine:SineConfig|None=None,
-                 norm_eps:float=1e-6, kernel:int=3, dilation:int=1):
+    def __init__(self,
+                 d_model:int,                  # width of the residual stream
+                 n_heads:int,                  # attention heads
+                 d_mlp:int,                    # MLP hidden width
+                 mlp_activation:str="sine",    # "sine" or "gelu"
+                 sine:SineConfig|None=None,    # the sine's settings (MLP and conv branch)
+                 norm_eps:float=1e-6,          # RMSNorm epsilon
+                 kernel:int=3,                 # temporal conv taps, k
+                 dilation:int=1):              # temporal conv dilation, δ
         super().__init__(d_model, n_heads, d_mlp, mlp_activation, sine, norm_eps)
         self.temporal = TemporalConv(d_model, kernel, dilation, sine, norm_eps)
         self.beta = nn.Parameter(torch.ones(1))

@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 from fastcore.script import call_parse
 
-from .api import MODEL_ALIASES, psannLM
-from .dataprep import default_corpus, psannLMDataPrep
+from .api import MODEL_ALIASES, _model_kwargs, psannLM
+from .dataprep import _check_args, _check_reading, _is_tokenizer_path, default_corpus, make_corpus, psannLMDataPrep
+from .tokenizer import check_train_settings
 from .model import ModelConfig
 from .trainer import TRAIN_ALIASES, TrainConfig
 
@@ -32,7 +33,9 @@ def _parse_value(text:str):
     try: return yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError: return text
 
-def apply_overrides(cfg:dict, overrides:list[str]) -> dict:
+def apply_overrides(cfg:dict,             # a config read from YAML (changed in place)
+                    overrides:list[str],  # "section.key=value" strings; values are parsed as YAML
+                   ) -> dict:
     "Set `section.key=value` overrides (values parsed as YAML) in a config dict."
     for o in overrides:
         key, eq, value = o.partition("=")
@@ -42,16 +45,55 @@ def apply_overrides(cfg:dict, overrides:list[str]) -> dict:
         cfg.setdefault(section, {})[name] = _parse_value(value)
     return cfg
 
+# %% ../nbs/08_cli.ipynb #4ca22e9f
+def _in_section(section:str, e:Exception, keys) -> Exception:
+    "`e` again, its message prefixed by the section (`model.d_model must be ...`); type errors become value errors."
+    msg = str(e.args[0]) if e.args else str(e)
+    first = re.split(r"[\s=(:]", msg, maxsplit=1)[0]
+    return (FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError)(f"{section}.{msg}" if first in keys else f"{section}: {msg}")
+
+def _check_model(model:dict):
+    kw = dict(model)
+    ModelConfig(**{"vocab_size": 32000, **_model_kwargs(kw.pop("base", "waveresnet"), kw)})   # psannLM's check, nothing built
+
+def _source_paths(srcs) -> list[str]:
+    "The paths of a data section's `sources`: a path, a {path: ...}, or a list of them."
+    if isinstance(srcs, (str, dict)): srcs = [srcs]
+    if not isinstance(srcs, list): raise ValueError(f"sources must be a path or a list of paths, got {srcs!r}")
+    paths = [s.get("path") if isinstance(s, dict) else s for s in srcs]
+    for s, path in zip(srcs, paths):
+        if not isinstance(path, str): raise ValueError(f"each data source must be a path or {{path: ...}}, got {s!r}")
+    return paths
+
+def _check_data(data:dict, model:dict):
+    d = dict(data)
+    _check_args(**{k: d[k] for k in inspect.signature(_check_args).parameters if k in d})
+    _check_reading(d.get("doc_sep"), d.get("errors", "strict"))
+    tok = d.get("tokenizer_model_path") or d.get("tokenizer", "auto")
+    if _is_tokenizer_path(tok) or "tokenizer_model_path" in d:
+        if not Path(tok).exists(): raise FileNotFoundError(f"tokenizer: no tokenizer at {tok}")
+    elif isinstance(tok, str): check_train_settings(tok, d.get("vocab_size", model.get("vocab_size", 8192)), d.get("min_frequency"))
+    else: raise ValueError(f"tokenizer must be 'auto', a backend name or a path, got {tok!r}")
+    if "sources" in d:
+        try: make_corpus(_source_paths(d["sources"]), as_files=True, doc_sep=d.get("doc_sep"), errors=d.get("errors", "strict"))
+        except (ValueError, FileNotFoundError) as e: raise type(e)(f"sources: {e}") from None
+
 # %% ../nbs/08_cli.ipynb #03073968
-def load_config(path=None, overrides:list[str]=()) -> dict:
-    "Read a run's YAML (safely), apply overrides, and check every key of every section."
-    cfg = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists(): raise FileNotFoundError(f"no config file {p}")
-        try: cfg = yaml.load(p.read_text(), Loader=SafeLoader) or {}
-        except yaml.YAMLError as e: raise ValueError(f"{p} is not valid YAML (only plain data is accepted, no Python tags): {e}") from None
-        if not isinstance(cfg, dict): raise ValueError(f"{p} must hold a mapping with sections {SECTIONS}")
+def _read_yaml(p:Path) -> dict:
+    if not p.exists(): raise FileNotFoundError(f"no config file {p}")
+    if p.is_dir(): raise ValueError(f"{p} is a directory, not a YAML file; give the run's .yaml file")
+    try: text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e: raise ValueError(f"{p} is not UTF-8 text ({e.reason} at byte {e.start}); a config is a YAML text file") from None
+    try: cfg = yaml.load(text, Loader=SafeLoader) or {}
+    except yaml.YAMLError as e: raise ValueError(f"{p} is not valid YAML (only plain data is accepted, no Python tags): {e}") from None
+    if not isinstance(cfg, dict): raise ValueError(f"{p} must hold a mapping with sections {SECTIONS}")
+    return cfg
+
+def load_config(path=None,                # the YAML file; None = only overrides and defaults
+                overrides:list[str]=(),   # "section.key=value" settings applied over the file
+               ) -> dict:
+    "Read a run's YAML (safely), apply overrides, and check every key and value of every section before any work starts."
+    cfg = _read_yaml(Path(path)) if path is not None else {}
     cfg = apply_overrides(cfg, list(overrides))
     unknown = sorted(set(cfg) - set(SECTIONS))
     if unknown: raise ValueError(f"unknown section(s) {unknown}; a config has {SECTIONS}")
@@ -63,22 +105,22 @@ def load_config(path=None, overrides:list[str]=()) -> dict:
     for s in SECTIONS:
         bad = sorted(set(cfg[s]) - set(valid[s]))
         if bad: raise ValueError(f"unknown key(s) {bad} in section {s!r}; valid keys: {valid[s]}")
-    TrainConfig.from_dict(cfg["train"])            # every value checked now, not after the data is prepared
+    checks = dict(model=lambda: _check_model(cfg["model"]), data=lambda: _check_data(cfg["data"], cfg["model"]),
+                  train=lambda: TrainConfig.from_dict(cfg["train"]))
+    for s, check in checks.items():                 # every value checked now, not after the data is prepared
+        try: check()
+        except (ValueError, TypeError, FileNotFoundError) as e: raise _in_section(s, e, valid[s]) from None
     return cfg
+
 
 # %% ../nbs/08_cli.ipynb #a13b1dc2
 def _sources(data:dict):
     srcs = data.pop("sources", None)
     if srcs is None: return default_corpus(), False
-    if isinstance(srcs, (str, dict)): srcs = [srcs]
-    paths = []
-    for s in srcs:
-        path = s.get("path") if isinstance(s, dict) else s
-        if not isinstance(path, str): raise ValueError(f"each data source must be a path or {{path: ...}}, got {s!r}")
-        paths.append(path)
-    return paths, True
+    return _source_paths(srcs), True
 
-def run_config(cfg:dict) -> psannLM:
+def run_config(cfg:dict, # a config from `load_config`
+              ) -> psannLM:
     "Prepare the data, build the model and train it as `cfg` (from `load_config`) says."
     model_kw, data_kw, train_kw = dict(cfg["model"]), dict(cfg["data"]), dict(cfg["train"])
     sources, as_files = _sources(data_kw)
@@ -94,7 +136,8 @@ def run_config(cfg:dict) -> psannLM:
     return model
 
 # %% ../nbs/08_cli.ipynb #00156404
-def train_cli(argv=None) -> None:
+def train_cli(argv=None, # command-line arguments; None = sys.argv[1:]
+             ) -> None:
     "psann-lm-train: train a psann_lm model from a YAML config and key=value overrides (`run_config` is the Python route)."
     ap = argparse.ArgumentParser(prog="psann-lm-train", description="Train a psann_lm model from a YAML config (sections model, data, train).")
     ap.add_argument("--config", help="YAML file with model:, data: and train: sections")

@@ -23,7 +23,10 @@ __all__ = ['PIECE_CHARS', 'ERRORS', 'FORMAT_VERSION', 'document_ids', 'Corpus', 
            'psannLMDataPrep']
 
 # %% ../nbs/04_dataprep.ipynb #11773b18
-def document_ids(tokenizer:Tokenizer, pieces:list[list[int]], last:list[bool]) -> list[list[int]]:
+def document_ids(tokenizer:Tokenizer,       # gives the `<|eos|>` id
+                 pieces:list[list[int]],    # token ids of consecutive pieces of documents
+                 last:list[bool],           # whether each piece ends its document
+                ) -> list[list[int]]:
     "Token ids of document pieces with the boundary rule applied: `<|eos|>` after the last piece of each document."
     return [ids + [tokenizer.eos_id] if is_last else ids for ids, is_last in zip(pieces, last)]
 
@@ -33,7 +36,11 @@ ERRORS = ("strict", "replace", "ignore")
 
 class Corpus:
     "Documents to tokenize: in-memory texts or files, streamed in pieces."
-    def __init__(self, texts:list[str]|None=None, paths:list[Path]|None=None, doc_sep:str|None=None, errors:str="strict"):
+    def __init__(self,
+                 texts:list[str]|None=None,   # in-memory documents (give these or paths)
+                 paths:list[Path]|None=None,  # files, each one document unless doc_sep splits it
+                 doc_sep:str|None=None,       # split files into documents at this string
+                 errors:str="strict"):        # undecodable bytes: "strict", "replace" or "ignore"
         self.texts, self.paths, self.doc_sep, self.errors = texts, paths, doc_sep, errors
 
     @property
@@ -116,10 +123,17 @@ def _files(spec) -> list[Path]:
     if p.is_dir(): raise ValueError(f"{s!r} is a directory; pass a glob such as '{s}/**/*.txt'")
     return [p]
 
-def make_corpus(data, as_files:bool|None=None, doc_sep:str|None=None, errors:str="strict") -> Corpus:
-    "A `Corpus` from texts, a path, a glob, or paths; `as_files` forces the reading (None: by type)."
+def _check_reading(doc_sep, errors):
     if errors not in ERRORS: raise ValueError(f"errors must be one of {ERRORS}, got {errors!r}")
     if doc_sep is not None and (not isinstance(doc_sep, str) or not doc_sep): raise ValueError(f"doc_sep must be a non-empty string or None, got {doc_sep!r}")
+
+def make_corpus(data,                    # a list of texts, a path, a glob, or a list of paths
+                as_files:bool|None=None, # True: strings are paths or globs; False: texts; None: decided by type
+                doc_sep:str|None=None,   # split files into documents at this string
+                errors:str="strict",     # undecodable bytes in files: "strict", "replace" or "ignore"
+               ) -> Corpus:
+    "A `Corpus` from texts, a path, a glob, or paths; `as_files` forces the reading (None: by type)."
+    _check_reading(doc_sep, errors)
     if isinstance(data, (str, Path)): data, as_files = [data], (True if as_files is None else as_files)
     if not isinstance(data, (list, tuple)):
         raise ValueError(f"expected a list of texts, a path, a glob or a list of paths, got {type(data).__name__}")
@@ -138,7 +152,8 @@ def make_corpus(data, as_files:bool|None=None, doc_sep:str|None=None, errors:str
     return Corpus(paths=paths, doc_sep=doc_sep, errors=errors)
 
 # %% ../nbs/04_dataprep.ipynb #ee1c63c1
-def default_corpus(min_chars:int=40) -> list[str]:
+def default_corpus(min_chars:int=40, # modules whose docstrings are shorter are left out
+                  ) -> list[str]:
     "The standard library's docstrings, one document per module (about 1.5 MB), read without importing anything."
     root, docs = Path(sysconfig.get_paths()["stdlib"]), []
     skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo", "tkinter"}
@@ -154,12 +169,19 @@ def default_corpus(min_chars:int=40) -> list[str]:
 # %% ../nbs/04_dataprep.ipynb #3e5e08b3
 class ShardWriter:
     "Append token ids of one split to flat binary shards, and document start offsets to a side file."
-    def __init__(self, directory:Path, split:str, dtype:str, shard_tokens:int=1 << 28):
+    def __init__(self,
+                 directory:Path,            # the preparation's directory
+                 split:str,                 # "train" or "val": the prefix of the shard files
+                 dtype:str,                 # "uint16" or "uint32", by vocabulary size
+                 shard_tokens:int=1 << 28): # tokens per shard file
         self.dir, self.split, self.dtype, self.shard_tokens = Path(directory), split, np.dtype(dtype), shard_tokens
         self.shards, self.tokens, self.documents, self._f, self._in_shard = [], 0, 0, None, 0
         self._docs = open(self.dir / f"{split}_docs.bin", "wb")
 
-    def add(self, ids:list[int], starts_document:bool):
+    def add(self,
+            ids:list[int],        # one piece's token ids
+            starts_document:bool, # the piece begins a new document
+           ):
         "Append one piece's ids; `starts_document` records the offset where a new document begins."
         if starts_document: np.asarray([self.tokens], dtype=np.int64).tofile(self._docs); self.documents += 1
         arr = np.asarray(ids, dtype=self.dtype)
@@ -182,7 +204,10 @@ class ShardWriter:
 # %% ../nbs/04_dataprep.ipynb #039ca050
 class TokenStream:
     "A split's token shards read as one memory-mapped stream."
-    def __init__(self, directory:Path, split_meta:dict, dtype:str):
+    def __init__(self,
+                 directory:Path,   # the preparation's directory
+                 split_meta:dict,  # the split's entry of meta.json (its shards and token count)
+                 dtype:str):       # the shards' integer type
         self.dir, self.meta, self.dtype = Path(directory), split_meta, np.dtype(dtype)
         self.bounds = np.cumsum([0] + [s["tokens"] for s in split_meta["shards"]])
         self._maps = None
@@ -196,7 +221,10 @@ class TokenStream:
                           for s in self.meta["shards"]]
         return self._maps
 
-    def slice(self, start:int, stop:int) -> np.ndarray:
+    def slice(self,
+              start:int, # first token, inclusive
+              stop:int,  # last token, exclusive
+             ) -> np.ndarray:
         "Tokens [start, stop) as int64, across shard boundaries."
         maps, out = self._open(), []
         i = int(np.searchsorted(self.bounds, start, side="right")) - 1
@@ -211,7 +239,11 @@ class TokenStream:
         return np.memmap(path, dtype=np.int64, mode="r") if path.stat().st_size else np.zeros(0, np.int64)
 
 # %% ../nbs/04_dataprep.ipynb #15c0eaee
-def window_item(w:np.ndarray, L:int, pad_id:int, with_mask:bool) -> dict:
+def window_item(w:np.ndarray,    # up to L+1 token ids
+                L:int,           # max_length: inputs per window
+                pad_id:int,      # id written into the padding
+                with_mask:bool,  # add an attention_mask (1 real, 0 padding)
+               ) -> dict:
     "A training item from up to L+1 tokens: inputs w[:L], labels w (both padded; padding labelled -100), and the mask if asked."
     real = len(w)
     w = np.pad(w, (0, L + 1 - real), constant_values=pad_id)
@@ -222,7 +254,11 @@ def window_item(w:np.ndarray, L:int, pad_id:int, with_mask:bool) -> dict:
 
 class PackedWindows(Dataset):
     "Windows of max_length+1 tokens at stride max_length over a token stream (map-style, O(1) memory)."
-    def __init__(self, stream, max_length:int, pad_id:int, doc_masking:bool=False):
+    def __init__(self,
+                 stream,                    # a `TokenStream` (anything with len and slice)
+                 max_length:int,            # L: inputs per window
+                 pad_id:int,                # id of the padding of a stream shorter than one window
+                 doc_masking:bool=False):   # add document_ids so that packed documents do not see each other
         self.stream, self.L, self.pad_id, self.doc_masking = stream, max_length, pad_id, doc_masking
         n = len(stream)
         self.padded = n < max_length + 1
@@ -244,7 +280,10 @@ class PackedWindows(Dataset):
 # %% ../nbs/04_dataprep.ipynb #5f77c672
 class DocumentWindows(Dataset):
     "Windows of max_length+1 tokens at stride max_length inside each document, padded at the end of each."
-    def __init__(self, stream, max_length:int, pad_id:int):
+    def __init__(self,
+                 stream,          # a `TokenStream` with its document starts
+                 max_length:int,  # L: inputs per window
+                 pad_id:int):     # id written into each document's last, padded window
         self.stream, self.L, self.pad_id = stream, max_length, pad_id
         self.starts = np.asarray(stream.doc_starts(), dtype=np.int64)
         self.ends = np.append(self.starts[1:], len(stream)).astype(np.int64)
@@ -264,7 +303,10 @@ class DocumentWindows(Dataset):
 # %% ../nbs/04_dataprep.ipynb #f38e5bb1
 FORMAT_VERSION = 1
 
-def in_validation(doc_index:int, seed:int, val_split:float) -> bool:
+def in_validation(doc_index:int,    # the document's position in the corpus
+                  seed:int,         # the split's seed
+                  val_split:float,  # fraction of documents held out
+                 ) -> bool:
     "Whether document `doc_index` belongs to the validation split: a seeded hash, uniform in [0, 1), below `val_split`."
     if val_split <= 0: return False
     h = hashlib.blake2b(f"{seed}:{doc_index}".encode(), digest_size=8).digest()
@@ -289,12 +331,23 @@ def _encode_into(corpus:Corpus, tok:Tokenizer, writers:dict, seed:int, val_split
     bar.close()
 
 # %% ../nbs/04_dataprep.ipynb #8a94fcfb
-def prepare_corpus(corpus:Corpus, tokenizer="auto", vocab_size:int=8192, min_frequency:int|None=None, val_split:float=0.0,
-                   seed:int=1337, cache_dir=None, progress:bool=True) -> tuple[Path, bool]:
+def _is_tokenizer_path(tokenizer) -> bool:
+    "Whether `tokenizer` names a tokenizer to load (a Path, or a string with a '/' or '.' that is not a backend name)."
+    return isinstance(tokenizer, Path) or (isinstance(tokenizer, str) and tokenizer not in ("auto",) + BACKENDS and ("/" in tokenizer or "." in tokenizer))
+
+def prepare_corpus(corpus:Corpus,                    # the documents
+                   tokenizer:str|Path|Tokenizer="auto", # a backend to train, a Tokenizer, or a path to load one from
+                   vocab_size:int=8192,              # for a trained tokenizer: an upper bound
+                   min_frequency:int|None=None,      # bpe / wordpiece training: least count of a merged pair
+                   val_split:float=0.0,              # fraction of documents held out for validation
+                   seed:int=1337,                    # seeds the document split
+                   cache_dir:str|Path|None=None,     # the cache root; None = $PSANN_LM_CACHE/data
+                   progress:bool=True,               # show a progress bar when preparation takes more than 2 s
+                  ) -> tuple[Path, bool]:
     "Tokenize `corpus` into cached shards; return (directory, whether an earlier preparation was reused)."
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "data"
     if isinstance(tokenizer, Tokenizer): tok, recipe = tokenizer, dict(fingerprint=tokenizer.fingerprint)
-    elif isinstance(tokenizer, Path) or (isinstance(tokenizer, str) and tokenizer not in ("auto",) + BACKENDS and ("/" in tokenizer or "." in tokenizer)):
+    elif _is_tokenizer_path(tokenizer):
         tok = load_tokenizer(tokenizer); recipe = dict(fingerprint=tok.fingerprint)
     else: tok, recipe = None, dict(train=check_train_settings(tokenizer, vocab_size, min_frequency), vocab_size=vocab_size, min_frequency=min_frequency)
     key = hashlib.sha256(json.dumps(dict(format=FORMAT_VERSION, corpus=corpus.fingerprint(), tokenizer=recipe,
@@ -336,24 +389,25 @@ def _remove_stale(root:Path, max_age_s:float=86400):
 class psannLMDataPrep:
     "Texts, files or globs → tokenizer → memory-mapped token shards → packed (or per-document) training windows."
     def __init__(self, data,                           # list of texts, a path, a glob, or a list of Paths
-                 tokenizer="auto",                     # "auto" | a backend name | a Tokenizer | a path to one
+                 tokenizer:str|Path|Tokenizer="auto",  # "auto" | a backend name | a Tokenizer | a path to one
                  vocab_size:int=8192,                  # for a trained tokenizer: an upper bound
                  max_length:int=1024,                  # tokens per training sequence (windows hold max_length + 1)
                  pack_sequences:bool=True,             # pack documents into full windows (False: per-document windows)
                  val_split:float=0.0,                  # fraction of documents held out for validation, in [0, 1)
                  seed:int=1337,                        # seeds the document split
-                 cache_dir=None,                       # where shards go; default $PSANN_LM_CACHE/data (~/.cache/psann_lm/data)
+                 cache_dir:str|Path|None=None,         # where shards go; default $PSANN_LM_CACHE/data (~/.cache/psann_lm/data)
                  min_frequency:int|None=None,          # bpe / wordpiece training: least count of a merged pair
                  doc_masking:bool=False,               # packed windows carry document_ids so documents do not see each other
                  doc_sep:str|None=None,                # split files into documents at this string (None: a file is a document)
                  errors:str="strict",                  # undecodable bytes in files: "strict" (error), "replace", "ignore"
                  progress:bool=True,                   # show a progress bar when preparation takes more than 2 s
                  as_files:bool|None=None,              # how to read `data`: None by type (see make_corpus)
-                 tokenizer_model_path=None):           # a prebuilt tokenizer.json / .model / saved directory (same as passing it as `tokenizer`)
+                 tokenizer_model_path:str|Path|None=None): # a prebuilt tokenizer.json / .model / saved directory (same as passing it as `tokenizer`)
         if tokenizer_model_path is not None:
             if not (isinstance(tokenizer, str) and tokenizer == "auto"): raise ValueError("give either tokenizer= or tokenizer_model_path=, not both")
             tokenizer = Path(tokenizer_model_path)
-        _check_args(max_length=max_length, val_split=val_split, seed=seed, vocab_size=vocab_size, pack_sequences=pack_sequences, doc_masking=doc_masking)
+        _check_args(max_length=max_length, val_split=val_split, seed=seed, vocab_size=vocab_size, pack_sequences=pack_sequences, doc_masking=doc_masking,
+                    progress=progress, cache_dir=cache_dir)
         if not isinstance(tokenizer, (str, Path, Tokenizer)):
             raise ValueError(f"tokenizer must be 'auto', a backend name, a Tokenizer or a path, got {type(tokenizer).__name__}")
         corpus = make_corpus(data, as_files, doc_sep, errors)
@@ -364,7 +418,14 @@ class psannLMDataPrep:
         self._make_datasets(val_split)
 
 # %% ../nbs/04_dataprep.ipynb #4b10624f
-def _check_args(max_length, val_split, seed, vocab_size, pack_sequences, doc_masking):
+def _check_args(max_length=1024, val_split=0.0, seed=1337, vocab_size=8192, pack_sequences=True, doc_masking=False, progress=True, cache_dir=None):
+    "Check psannLMDataPrep's settings before anything is read or written (the CLI checks a YAML `data:` section with it too)."
+    for name, v in (("pack_sequences", pack_sequences), ("doc_masking", doc_masking), ("progress", progress)):
+        if not isinstance(v, bool): raise ValueError(f"{name} must be true or false, got {v!r}")
+    if cache_dir is not None:
+        if not isinstance(cache_dir, (str, Path)): raise ValueError(f"cache_dir must be a path or None, got {type(cache_dir).__name__}")
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            raise ValueError(f"cache_dir={str(cache_dir)!r} is a file, not a directory; give a directory (it is made if missing)")
     if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
         raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
     if not isinstance(val_split, (int, float)) or isinstance(val_split, bool) or not 0 <= val_split < 1:
@@ -396,26 +457,40 @@ def _windows(self, stream):
 
 # %% ../nbs/04_dataprep.ipynb #638f3452
 @patch_to(psannLMDataPrep, as_prop=True)
-def vocab_size(self) -> int: return self.tokenizer.vocab_size
+def vocab_size(self) -> int:
+    "The tokenizer's vocabulary size (what the model's embedding needs)."
+    return self.tokenizer.vocab_size
 @patch_to(psannLMDataPrep, as_prop=True)
-def pad_id(self) -> int: return self.tokenizer.pad_id
+def pad_id(self) -> int:
+    "The id the windows are padded with."
+    return self.tokenizer.pad_id
 @patch_to(psannLMDataPrep, as_prop=True)
-def eos_id(self) -> int: return self.tokenizer.eos_id
+def eos_id(self) -> int:
+    "The id of `<|eos|>`, written after every document."
+    return self.tokenizer.eos_id
 
 @patch_to(psannLMDataPrep)
-def sequences_per_batch(self, batch_tokens:int) -> int:
+def sequences_per_batch(self,
+                        batch_tokens:int, # tokens per batch
+                       ) -> int:
     "Sequences per batch for a budget of `batch_tokens` tokens (at least one)."
     if not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool) or batch_tokens < 1:
         raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
     return max(1, batch_tokens // self.max_length)
 
 @patch_to(psannLMDataPrep, cls_method=True)
-def from_texts(cls, texts, **kwargs) -> psannLMDataPrep:
+def from_texts(cls,
+               texts,    # a list of texts, or one string (one document)
+               **kwargs, # psannLMDataPrep's other settings
+              ) -> psannLMDataPrep:
     "Prepare a list of texts (a single string is one text); strings are never read as file names."
     return cls([texts] if isinstance(texts, str) else list(texts), as_files=False, **kwargs)
 
 @patch_to(psannLMDataPrep, cls_method=True)
-def from_files(cls, paths, **kwargs) -> psannLMDataPrep:
+def from_files(cls,
+               paths,    # a path or glob, or a list of them
+               **kwargs, # psannLMDataPrep's other settings
+              ) -> psannLMDataPrep:
     "Prepare files: a path, a glob, or a list of them."
     return cls([paths] if isinstance(paths, (str, Path)) else list(paths), as_files=True, **kwargs)
 

@@ -17,24 +17,33 @@ from .sine import frozen_sine
 __all__ = ['repetition_penalty', 'temperature', 'top_k', 'top_p', 'min_p', 'SamplingConfig', 'generate_tokens']
 
 # %% ../nbs/06_generation.ipynb #f738e26b
-def repetition_penalty(logits:torch.Tensor, seen:torch.Tensor, penalty:float) -> torch.Tensor:
+def repetition_penalty(logits:torch.Tensor, # (B, V) scores of the next token
+                       seen:torch.Tensor,   # (B, S) ids already in each row (prompt and generated)
+                       penalty:float,       # > 1 discourages repeats, 1 does nothing
+                      ) -> torch.Tensor:
     "Penalise ids in `seen` (B, S) once each: positive logits divided by `penalty`, negative ones multiplied."
     if penalty == 1.0 or seen.numel() == 0: return logits
     score = logits.gather(1, seen)
     return logits.scatter(1, seen, torch.where(score < 0, score * penalty, score / penalty))
 
 # %% ../nbs/06_generation.ipynb #0376ac64
-def temperature(logits:torch.Tensor, t:float) -> torch.Tensor:
+def temperature(logits:torch.Tensor, # (B, V) scores
+                t:float,             # > 1 flattens the distribution, < 1 sharpens it
+               ) -> torch.Tensor:
     "Divide logits by temperature `t` (> 0)."
     return logits if t == 1.0 else logits / t
 
-def top_k(logits:torch.Tensor, k:int|None) -> torch.Tensor:
+def top_k(logits:torch.Tensor, # (B, V) scores
+          k:int|None,          # tokens kept per row; None keeps all
+         ) -> torch.Tensor:
     "Keep the `k` largest logits of each row."
     if k is None or k >= logits.shape[-1]: return logits
     kth = logits.topk(k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 
-def top_p(logits:torch.Tensor, p:float|None) -> torch.Tensor:
+def top_p(logits:torch.Tensor, # (B, V) scores
+          p:float|None,        # probability mass kept, in (0, 1]; None keeps all
+         ) -> torch.Tensor:
     "Keep the smallest set of most likely tokens whose probability reaches `p` (the crossing token included)."
     if p is None or p >= 1.0: return logits
     probs, order = logits.double().softmax(-1).sort(dim=-1, descending=True)
@@ -44,7 +53,9 @@ def top_p(logits:torch.Tensor, p:float|None) -> torch.Tensor:
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
-def min_p(logits:torch.Tensor, m:float|None) -> torch.Tensor:
+def min_p(logits:torch.Tensor, # (B, V) scores
+          m:float|None,        # fraction of the top probability a token needs; None keeps all
+         ) -> torch.Tensor:
     "Keep tokens with probability >= `m` times the row's largest probability."
     if m is None or m <= 0: return logits
     probs = logits.softmax(-1)
@@ -53,24 +64,37 @@ def min_p(logits:torch.Tensor, m:float|None) -> torch.Tensor:
 # %% ../nbs/06_generation.ipynb #a21706e4
 class SamplingConfig:
     "Sampling settings, checked when made."
-    def __init__(self, temperature:float=1.0, top_k:int|None=None, top_p:float|None=None, min_p:float|None=None,
-                 repetition_penalty:float=1.0, do_sample:bool|None=None):
+    def __init__(self,
+                 temperature:float=1.0,         # divides the logits; 0 = greedy
+                 top_k:int|None=None,           # keep the k most likely tokens
+                 top_p:float|None=None,         # keep the most likely tokens up to this probability mass
+                 min_p:float|None=None,         # keep tokens at least this fraction as likely as the most likely one
+                 repetition_penalty:float=1.0,  # > 1 discourages tokens already in the row
+                 do_sample:bool|None=None):     # False = greedy; None or True = sample (unless temperature is 0)
         for name, v in (("temperature", temperature), ("repetition_penalty", repetition_penalty)):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0: raise ValueError(f"{name} must be a number >= 0, got {v!r}")
         if repetition_penalty <= 0: raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty!r}")
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1): raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
         for name, v in (("top_p", top_p), ("min_p", min_p)):
             if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1): raise ValueError(f"{name} must be in (0, 1] or None, got {v!r}")
+        if do_sample is not None and not isinstance(do_sample, bool): raise ValueError(f"do_sample must be true, false or None, got {do_sample!r}")
         self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty = temperature, top_k, top_p, min_p, repetition_penalty
         self.greedy = temperature == 0 or do_sample is False
 
-    def process(self, logits:torch.Tensor, seen:torch.Tensor) -> torch.Tensor:
+    def process(self,
+                logits:torch.Tensor, # (B, V) scores of the next token
+                seen:torch.Tensor,   # (B, S) ids already in each row, for the repetition penalty
+               ) -> torch.Tensor:
         "Repetition penalty → temperature → top-k → top-p → min-p."
         logits = repetition_penalty(logits.float(), seen, self.repetition_penalty)
         if self.greedy: return logits
         return min_p(top_p(top_k(temperature(logits, self.temperature), self.top_k), self.top_p), self.min_p)
 
-    def choose(self, logits:torch.Tensor, seen:torch.Tensor, generator:torch.Generator|None=None) -> torch.Tensor:
+    def choose(self,
+               logits:torch.Tensor,                  # (B, V) scores of the next token
+               seen:torch.Tensor,                    # (B, S) ids already in each row
+               generator:torch.Generator|None=None,  # random source of the draw (seeded for reproducible sampling)
+              ) -> torch.Tensor:
         "The next token id of each row."
         logits = self.process(logits, seen)
         if self.greedy: return logits.argmax(-1)
@@ -78,10 +102,18 @@ class SamplingConfig:
 
 # %% ../nbs/06_generation.ipynb #916b0b4c
 @torch.no_grad()
-def generate_tokens(net, input_ids:torch.Tensor, attention_mask:torch.Tensor|None=None, max_new_tokens:int=64,
-                    sampling:SamplingConfig|None=None, eos_ids:Iterable[int]=(), pad_id:int=0,
-                    generator:torch.Generator|None=None, stop:Callable|None=None, use_cache:bool=True,
-                    on_token:Callable|None=None) -> torch.Tensor:
+def generate_tokens(net,                                  # a `DecoderLM` (anything with its forward and config)
+                    input_ids:torch.Tensor,               # (B, T) prompts, left-padded
+                    attention_mask:torch.Tensor|None=None, # (B, T) 1 for prompt tokens, 0 for padding; None = no padding
+                    max_new_tokens:int=64,                # tokens to generate per row, at most
+                    sampling:SamplingConfig|None=None,    # the processors and the choice; None = SamplingConfig()
+                    eos_ids:Iterable[int]=(),             # ids that end a row
+                    pad_id:int=0,                         # written after a row has ended
+                    generator:torch.Generator|None=None,  # random source of sampling
+                    stop:Callable|None=None,              # stop(row, new_ids) -> bool: ends a row early (stop strings)
+                    use_cache:bool=True,                  # decode through the cache (False recomputes every step: tests)
+                    on_token:Callable|None=None,          # on_token(next_ids, done) after every step (streaming)
+                   ) -> torch.Tensor:
     "New token ids (B, max_new_tokens) after left-padded `input_ids`, decoded through the cache."
     sampling = sampling or SamplingConfig()
     B, device = input_ids.shape[0], input_ids.device

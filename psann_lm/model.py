@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_model.ipynb #ee7970ce
 from __future__ import annotations
-import math
+import math, os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -19,12 +19,13 @@ from .blocks import (AttentionContext, DecoderCache, MLP_ACTIVATIONS, RMSNorm, R
                              WaveResNetBlock, alibi_slopes, attention_context, sinusoidal_table)
 
 # %% auto #0
-__all__ = ['BASES', 'POSITIONALS', 'register_base', 'ModelConfig', 'LMOutput', 'causal_lm_loss', 'DecoderLM']
+__all__ = ['BASES', 'POSITIONALS', 'register_base', 'ModelConfig', 'physical_memory', 'LMOutput', 'causal_lm_loss', 'DecoderLM']
 
 # %% ../nbs/02_model.ipynb #3d50bc23
 BASES: dict[str, Callable] = {}
 
-def register_base(name:str):
+def register_base(name:str, # the `base` value that selects the builder
+                 ):
     "Register a block builder `(config, layer_index) -> nn.Module` under `name`."
     def deco(builder):
         if not isinstance(name, str) or not name: raise ValueError(f"a base needs a non-empty name, got {name!r}")
@@ -87,6 +88,7 @@ class ModelConfig:
         for name in ("rope_base", "init_std", "norm_eps"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0: raise ValueError(f"{name} must be a number > 0, got {v!r}")
+        self._check_memory()
 
 # %% ../nbs/02_model.ipynb #04520f91
 @patch_to(ModelConfig)
@@ -104,7 +106,9 @@ def sine_config(self) -> SineConfig:
     return SineConfig.from_dict(self.sine_params)
 
 @patch_to(ModelConfig)
-def dilation(self, layer:int) -> int:
+def dilation(self,
+             layer:int, # block index, from 0
+            ) -> int:
     "WaveResNet's conv dilation at `layer`: growth ** (layer mod cycle)."
     return self.dilation_growth ** (layer % self.dilation_cycle)
 
@@ -114,12 +118,33 @@ def to_dict(self) -> dict:
     return asdict(self)
 
 @patch_to(ModelConfig, cls_method=True)
-def from_dict(cls, d:dict) -> ModelConfig:
+def from_dict(cls,
+              d:dict, # ModelConfig fields by name
+             ) -> ModelConfig:
     "A `ModelConfig` from a plain dict (a YAML `model:` section, a `config.json`); unknown keys are named."
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(d) - set(known))
     if unknown: raise ValueError(f"unknown model config key(s) {unknown}; known: {known}")
     return cls(**d)
+
+# %% ../nbs/02_model.ipynb #a20b3a34
+def physical_memory() -> int|None:
+    "Bytes of physical memory of this machine, or None where the system does not say."
+    try: return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError): return None
+
+@patch_to(ModelConfig)
+def min_params(self) -> int:
+    "A lower bound on the parameter count: embedding and head, attention (4·d²) and MLP (2·d·d_mlp) matrices of every layer."
+    return self.vocab_size * self.d_model * (1 if self.tie_embeddings else 2) + self.n_layers * (4 * self.d_model ** 2 + 2 * self.d_model * self.d_mlp)
+
+@patch_to(ModelConfig)
+def _check_memory(self):
+    need, ram = 4 * self.min_params(), physical_memory()
+    if ram and need > ram:
+        raise ValueError(f"vocab_size={self.vocab_size}, d_model={self.d_model}, n_layers={self.n_layers}, d_mlp={self.d_mlp} make at least "
+                         f"{self.min_params():,} parameters ({need / 2**30:,.0f} GiB in float32), more than this machine's "
+                         f"{ram / 2**30:,.0f} GiB of memory; make the model smaller")
 
 # %% ../nbs/02_model.ipynb #2b7f9eb9
 @dataclass
@@ -129,7 +154,9 @@ class LMOutput:
     loss:torch.Tensor|None=None        # mean next-token cross-entropy over labels != -100
     cache:DecoderCache|None=None       # the cache, advanced by T positions
 
-def causal_lm_loss(logits:torch.Tensor, labels:torch.Tensor) -> torch.Tensor:
+def causal_lm_loss(logits:torch.Tensor, # (B, T, vocab)
+                   labels:torch.Tensor, # (B, T) or (B, T+1) token ids; -100 is ignored
+                  ) -> torch.Tensor:
     "Mean cross-entropy of logits at t against labels at t+1, ignoring -100, in float32; labels may have T or T+1 columns."
     B, T = logits.shape[:2]
     if labels.shape not in ((B, T), (B, T + 1)): raise ValueError(f"labels must have shape {(B, T)} or {(B, T + 1)}, got {tuple(labels.shape)}")
@@ -139,7 +166,8 @@ def causal_lm_loss(logits:torch.Tensor, labels:torch.Tensor) -> torch.Tensor:
 # %% ../nbs/02_model.ipynb #034f3f6b
 class DecoderLM(nn.Module):
     "A psann_lm causal language model: embedding → `n_layers` blocks of `config.base` → RMSNorm → LM head."
-    def __init__(self, config:ModelConfig):
+    def __init__(self,
+                 config:ModelConfig): # the shape of the model, checked
         super().__init__()
         if not isinstance(config, ModelConfig): raise ValueError(f"config must be a ModelConfig, got {type(config).__name__}")
         self.config = c = config
@@ -175,7 +203,8 @@ def forward(self, input_ids:torch.Tensor,                    # (B, T) token ids
             attention_mask:torch.Tensor|None=None,           # (B, past + T): 1 real token, 0 left padding
             cache:DecoderCache|None=None,                    # decoding state from an earlier call, advanced in place
             use_cache:bool=False,                            # start a new cache when none is given
-            document_ids:torch.Tensor|None=None) -> LMOutput: # (B, T) documents packed in each row: kept apart (training)
+            document_ids:torch.Tensor|None=None,             # (B, T) documents packed in each row: kept apart (training)
+           ) -> LMOutput:
     "Logits (and loss, and cache) for `input_ids`."
     if input_ids.ndim != 2 or input_ids.dtype not in (torch.long, torch.int):
         raise ValueError(f"input_ids must be a 2-D tensor of integer ids, got {input_ids.dtype} of shape {tuple(input_ids.shape)}")
@@ -197,7 +226,9 @@ def forward(self, input_ids:torch.Tensor,                    # (B, T) token ids
 
 # %% ../nbs/02_model.ipynb #c47cc502
 @patch_to(DecoderLM)
-def param_groups(self, weight_decay:float=0.1) -> list[dict]:
+def param_groups(self,
+                 weight_decay:float=0.1, # AdamW decay of the ≥2-D weights
+                ) -> list[dict]:
     "AdamW groups: decay on ≥2-D weights (matrices, embeddings, conv filters), none on norms, biases, α/β and sine parameters."
     params = [p for p in self.parameters() if p.requires_grad]
     return [dict(params=[p for p in params if p.ndim >= 2], weight_decay=weight_decay),
@@ -205,13 +236,17 @@ def param_groups(self, weight_decay:float=0.1) -> list[dict]:
 
 # %% ../nbs/02_model.ipynb #49a3c0b0
 @patch_to(DecoderLM)
-def num_params(self, non_embedding:bool=True) -> int:
+def num_params(self,
+               non_embedding:bool=True, # leave out the token embedding
+              ) -> int:
     "Number of parameters (each tied tensor once); `non_embedding` leaves out the token embedding."
     n = sum(p.numel() for p in self.parameters())
     return n - self.embed.weight.numel() if non_embedding else n
 
 @patch_to(DecoderLM)
-def flops_per_token(self, seq_len:int|None=None) -> float:
+def flops_per_token(self,
+                    seq_len:int|None=None, # T of the attention term; None = max_seq_len
+                   ) -> float:
     "Training FLOPs per token, 6N + 12·L·d·T (PaLM), N = non-embedding parameters + the LM head's V·d."
     c, T = self.config, seq_len or self.config.max_seq_len
     N = self.num_params(non_embedding=True) + (c.vocab_size * c.d_model if c.tie_embeddings else 0)

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SINE_PARAMS', 'DECAY_MODES', 'FREQ_EPS', 'MIN_INIT', 'KERNEL_CHOICES', 'inverse_softplus', 'decay_envelope_arg',
            'sine_formula', 'SineConfig', 'SineActivation', 'decay_envelope_slope', 'cache_root', 'build_sine_kernel',
-           'sine_kernel', 'SineFunction', 'sine_activation', 'frozen_sine', 'saved_tensor_bytes']
+           'sine_kernel', 'SineFunction', 'sine_activation', 'frozen_sine', 'conv_sine_step', 'saved_tensor_bytes']
 
 # %% ../nbs/00_sine.ipynb #9a971ba2
 SINE_PARAMS = ("amplitude", "frequency", "damping")  # the names `SineConfig.learnable` accepts
@@ -24,7 +24,8 @@ DECAY_MODES = ("abs", "relu", "none")               # the envelope g(z) of each 
 FREQ_EPS = 1e-6                                     # f = softplus(b) + FREQ_EPS
 
 # %% ../nbs/00_sine.ipynb #c0a9bc6a
-def inverse_softplus(y:torch.Tensor) -> torch.Tensor:
+def inverse_softplus(y:torch.Tensor, # positive values (any shape)
+                    ) -> torch.Tensor:
     "The raw value whose softplus is `y` (y > 0), computed stably for large and small y."
     return y + torch.log(-torch.expm1(-y))
 
@@ -32,14 +33,21 @@ def inverse_softplus(y:torch.Tensor) -> torch.Tensor:
 def _compute_dtype(dtype:torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
-def decay_envelope_arg(z:torch.Tensor, decay_mode:str="abs") -> torch.Tensor:
+def decay_envelope_arg(z:torch.Tensor,       # pre-activations
+                       decay_mode:str="abs", # "abs", "relu" or "none" (see `DECAY_MODES`)
+                      ) -> torch.Tensor:
     "g(z) of the damping envelope exp(-d·g(z)) for `decay_mode`."
     if decay_mode == "abs": return z.abs()
     if decay_mode == "relu": return z.clamp_min(0)
     if decay_mode == "none": return torch.zeros_like(z)
     raise ValueError(f"decay_mode must be one of {DECAY_MODES}, got {decay_mode!r}")
 
-def sine_formula(z:torch.Tensor, A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, decay_mode:str="abs") -> torch.Tensor:
+def sine_formula(z:torch.Tensor,       # pre-activations, features on the last dim
+                 A:torch.Tensor,       # amplitudes (features,), or a scalar
+                 f:torch.Tensor,       # frequencies (features,), or a scalar
+                 d:torch.Tensor,       # dampings (features,), or a scalar
+                 decay_mode:str="abs", # the envelope g: "abs", "relu" or "none"
+                ) -> torch.Tensor:
     "A·exp(−d·g(z))·sin(f·z) with plain (autograd-tracked) torch ops; features on the last dim."
     x = z.to(_compute_dtype(z.dtype))
     return (A * torch.exp(-d * decay_envelope_arg(x, decay_mode)) * torch.sin(f * x)).to(z.dtype)
@@ -107,7 +115,9 @@ def _normalise_learnable(learnable) -> tuple:
 
 # %% ../nbs/00_sine.ipynb #9c3e79de
 @patch(cls_method=True)
-def from_dict(cls:SineConfig, d:dict|None) -> SineConfig:
+def from_dict(cls:SineConfig,
+              d:dict|None, # SineConfig fields (lists allowed for bounds), plus `trainable`; None = the defaults
+             ) -> SineConfig:
     "A `SineConfig` from a plain dict; `trainable: bool` is accepted for `learnable`."
     d = dict(d or {})
     if "trainable" in d:
@@ -157,19 +167,28 @@ def reset_parameters(self:SineActivation):
         with torch.no_grad(): raw.copy_(inverse_softplus(value))
 
 @patch(as_prop=True)
-def amplitude(self:SineActivation) -> torch.Tensor: return _bounded(F.softplus(self.raw_amplitude), self.config.amp_bounds)
+def amplitude(self:SineActivation) -> torch.Tensor:
+    "A = softplus(raw_amplitude), clamped to `amp_bounds`: one per feature."
+    return _bounded(F.softplus(self.raw_amplitude), self.config.amp_bounds)
 @patch(as_prop=True)
-def frequency(self:SineActivation) -> torch.Tensor: return _bounded(F.softplus(self.raw_frequency) + FREQ_EPS, self.config.freq_bounds)
+def frequency(self:SineActivation) -> torch.Tensor:
+    "f = softplus(raw_frequency) + FREQ_EPS, clamped to `freq_bounds`: one per feature."
+    return _bounded(F.softplus(self.raw_frequency) + FREQ_EPS, self.config.freq_bounds)
 @patch(as_prop=True)
-def damping(self:SineActivation) -> torch.Tensor: return _bounded(F.softplus(self.raw_damping), self.config.damp_bounds)
+def damping(self:SineActivation) -> torch.Tensor:
+    "d = softplus(raw_damping), clamped to `damp_bounds`: one per feature."
+    return _bounded(F.softplus(self.raw_damping), self.config.damp_bounds)
 
 @patch
 def extra_repr(self:SineActivation) -> str:
+    "The feature count and the config's layout and trainability, for `repr`."
     c = self.config
     return f"{self.features}, decay_mode={c.decay_mode!r}, learnable={c.learnable}, feature_dim={c.feature_dim}"
 
 # %% ../nbs/00_sine.ipynb #cba58934
-def decay_envelope_slope(z:torch.Tensor, decay_mode:str="abs") -> torch.Tensor:
+def decay_envelope_slope(z:torch.Tensor,       # pre-activations
+                         decay_mode:str="abs", # "abs", "relu" or "none"
+                        ) -> torch.Tensor:
     "g'(z) for `decay_mode`, with g'(0) = 0."
     if decay_mode == "abs": return torch.sign(z)
     if decay_mode == "relu": return (z > 0).to(z.dtype)
@@ -188,6 +207,7 @@ def _sine_backward_torch(grad:torch.Tensor, z:torch.Tensor, A, f, d, decay_mode:
 
 # %% ../nbs/00_sine.ipynb #2ad9f6be
 _KERNEL_SRC = r"""
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -274,6 +294,30 @@ void backward(const T* g, const T* z, const float* A, const float* f, const floa
   }
 }
 
+// One decoding step of WaveResNet's conv branch for `rows` sequences: h = RMSNorm(x)·gain, z = Σ_i w_i ⊙ seq[i·dil] over
+// seq = [state; h] (depthwise, k taps), y = sine(z); then state (rows, P, n), oldest row first, shifts by one row to end in h.
+template <int M>
+void conv_step(const float* x, const float* gain, float eps, float* state, const float* w, const float* A, const float* f,
+               const float* d, float* y, int64_t rows, int64_t n, int64_t k, int64_t dil) {
+  const int64_t P = (k - 1) * dil;
+  std::vector<float> h(n);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n; float* S = state + r * P * n; float* yr = y + r * n;
+    float ss = 0.0f;
+#pragma omp simd reduction(+:ss)
+    for (int64_t j = 0; j < n; ++j) ss += xr[j] * xr[j];
+    const float inv = 1.0f / std::sqrt(ss / float(n) + eps);
+    for (int64_t j = 0; j < n; ++j) {
+      h[j] = xr[j] * inv * gain[j];
+      float z = w[j * k + k - 1] * h[j], sign;
+      for (int64_t i = 0; i + 1 < k; ++i) z += w[j * k + i] * S[i * dil * n + j];
+      float red = reduce_pi(f[j] * z, sign);
+      yr[j] = A[j] * exp_nonpos(-d[j] * decay_arg<M>(z)) * sign * sin_poly(red);
+    }
+    if (P > 0) { std::memmove(S, S + n, size_t((P - 1) * n) * sizeof(float)); std::memcpy(S + (P - 1) * n, h.data(), size_t(n) * sizeof(float)); }
+  }
+}
+
 #define PSANN_BY_MODE(fn, ...) (mode == 0 ? fn<T, 0>(__VA_ARGS__) : mode == 1 ? fn<T, 1>(__VA_ARGS__) : fn<T, 2>(__VA_ARGS__))
 template <class T> void forward_any(const T* z, const float* A, const float* f, const float* d, T* y, int64_t rows, int64_t n, int mode, int nt) {
   PSANN_BY_MODE(forward, z, A, f, d, y, rows, n, nt);
@@ -288,6 +332,9 @@ void psann_sine_fwd_f32(const float* z, const float* A, const float* f, const fl
 void psann_sine_fwd_bf16(const bf16* z, const float* A, const float* f, const float* d, bf16* y, int64_t rows, int64_t n, int mode, int nt) { forward_any(z, A, f, d, y, rows, n, mode, nt); }
 void psann_sine_bwd_f32(const float* g, const float* z, const float* A, const float* f, const float* d, float* gz, double* acc, int64_t rows, int64_t n, int mode, int nt) { backward_any(g, z, A, f, d, gz, acc, rows, n, mode, nt); }
 void psann_sine_bwd_bf16(const bf16* g, const bf16* z, const float* A, const float* f, const float* d, bf16* gz, double* acc, int64_t rows, int64_t n, int mode, int nt) { backward_any(g, z, A, f, d, gz, acc, rows, n, mode, nt); }
+void psann_conv_sine_step_f32(const float* x, const float* gain, float eps, float* state, const float* w, const float* A, const float* f, const float* d, float* y, int64_t rows, int64_t n, int64_t k, int64_t dil, int mode) {
+  mode == 0 ? conv_step<0>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil) : mode == 1 ? conv_step<1>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil) : conv_step<2>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil);
+}
 }
 """
 
@@ -307,7 +354,8 @@ def _kernel_flags() -> list[str]:
     if platform.machine().lower() in ("x86_64", "amd64"): flags.append("-mprefer-vector-width=512")
     return flags
 
-def build_sine_kernel(cache_dir:Path|None=None) -> Path:
+def build_sine_kernel(cache_dir:Path|None=None, # cache root; None = `cache_root()`; the library goes into its kernels/
+                     ) -> Path:
     "Compile the CPU sine kernel (if not cached yet) and return the shared library's path."
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if not cxx: raise RuntimeError("no C++ compiler found (set CXX or install g++)")
@@ -340,6 +388,7 @@ def _load_kernel():
                 for sfx in ("f32", "bf16"):
                     getattr(lib, f"psann_sine_fwd_{sfx}").argtypes = [P] * 5 + [I64, I64, I, I]
                     getattr(lib, f"psann_sine_bwd_{sfx}").argtypes = [P] * 7 + [I64, I64, I, I]
+                lib.psann_conv_sine_step_f32.argtypes = [P, P, ctypes.c_float] + [P] * 6 + [I64] * 4 + [I]
                 _kernel_state["lib"] = lib
             except (OSError, RuntimeError) as e:
                 _kernel_state["error"] = str(e)
@@ -353,7 +402,8 @@ def _kernel_choice() -> str:
     return choice
 
 @contextlib.contextmanager
-def sine_kernel(choice:str):
+def sine_kernel(choice:str, # "auto" (kernel where it applies), "cpp" (kernel or error) or "torch" (never the kernel)
+               ):
     "Use the sine implementation `choice` ('auto' | 'cpp' | 'torch') inside the block."
     if choice not in KERNEL_CHOICES: raise ValueError(f"sine_kernel choice must be one of {KERNEL_CHOICES}, got {choice!r}")
     old, _kernel_state["choice"] = _kernel_state["choice"], choice
@@ -399,7 +449,14 @@ def _kernel_backward(lib, g, z, A, f, d, mode):
 class SineFunction(torch.autograd.Function):
     "Fused parametric sine: saves only z and the three vectors, recomputes the rest in backward."
     @staticmethod
-    def forward(ctx, z, A, f, d, decay_mode):
+    def forward(ctx,
+                z:torch.Tensor,  # pre-activations, features on the last dim
+                A:torch.Tensor,  # amplitudes (features,), positive values
+                f:torch.Tensor,  # frequencies (features,)
+                d:torch.Tensor,  # dampings (features,)
+                decay_mode:str,  # "abs", "relu" or "none"
+               ) -> torch.Tensor:
+        "h(z) by the kernel or the torch formulas; saves only z and the three vectors."
         ctx.decay_mode = decay_mode
         with torch.autocast(z.device.type, enabled=False):
             lib = _kernel_for(z)
@@ -414,7 +471,10 @@ class SineFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx,
+                 grad:torch.Tensor, # ∂L/∂h, shaped like z
+                ):
+        "Gradients of z, A, f and d, recomputed from the saved z and vectors."
         z, A, f, d = ctx.saved_tensors
         with torch.autocast(z.device.type, enabled=False):
             if ctx.use_kernel: out = _kernel_backward(_load_kernel(), grad.to(z.dtype).contiguous(), z, A, f, d, ctx.decay_mode)
@@ -424,7 +484,12 @@ class SineFunction(torch.autograd.Function):
         return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:4])) + (None,)
 
 # %% ../nbs/00_sine.ipynb #95307261
-def sine_activation(z:torch.Tensor, A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, decay_mode:str="abs") -> torch.Tensor:
+def sine_activation(z:torch.Tensor,       # pre-activations, features on the last dim
+                    A:torch.Tensor,       # amplitudes (features,)
+                    f:torch.Tensor,       # frequencies (features,)
+                    d:torch.Tensor,       # dampings (features,)
+                    decay_mode:str="abs", # the envelope g: "abs", "relu" or "none"
+                   ) -> torch.Tensor:
     "A·exp(−d·g(z))·sin(f·z) with features on the last dim, through the fused `SineFunction`."
     if decay_mode not in DECAY_MODES: raise ValueError(f"decay_mode must be one of {DECAY_MODES}, got {decay_mode!r}")
     n = z.shape[-1] if z.ndim else 0
@@ -437,7 +502,9 @@ def sine_activation(z:torch.Tensor, A:torch.Tensor, f:torch.Tensor, d:torch.Tens
 
 # %% ../nbs/00_sine.ipynb #aa03e0bf
 @patch
-def forward(self:SineActivation, z:torch.Tensor) -> torch.Tensor:
+def forward(self:SineActivation,
+            z:torch.Tensor, # pre-activations with `features` entries on `config.feature_dim`
+           ) -> torch.Tensor:
     "Apply the activation feature-wise along `config.feature_dim`."
     fd = self.config.feature_dim
     if not -z.ndim <= fd < z.ndim or z.shape[fd] != self.features:
@@ -455,7 +522,8 @@ def forward(self:SineActivation, z:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/00_sine.ipynb #f26909f3
 @contextlib.contextmanager
-def frozen_sine(module:nn.Module):
+def frozen_sine(module:nn.Module, # a model or block; every SineActivation inside it is frozen
+               ):
     "Within the block, `SineActivation`s under `module` reuse (A, f, d) computed on entry (inference only)."
     acts = [m for m in module.modules() if isinstance(m, SineActivation)]
     with torch.no_grad():
@@ -464,8 +532,34 @@ def frozen_sine(module:nn.Module):
     finally:
         for m in acts: m.__dict__.pop("_frozen", None)
 
+# %% ../nbs/00_sine.ipynb #bcc6efba
+def conv_sine_step(x:torch.Tensor,       # (B, 1, n) float32: the new row of each sequence, before the norm
+                   gain:torch.Tensor,    # (n,) the norm's learned gain
+                   eps:float,            # the norm's epsilon
+                   state:torch.Tensor,   # (B, P, n) contiguous: the last P normalised rows, oldest first; advanced in place
+                   weight:torch.Tensor,  # (n, 1, k) the depthwise conv filters
+                   dilation:int,         # spacing of the taps; P must equal (k - 1)·dilation
+                   act:"SineActivation", # the branch's activation (its A, f, d and decay mode)
+                  ) -> torch.Tensor|None:
+    "sine(Σ_i w_i ⊙ [state; RMSNorm(x)·gain][i·δ]) for one new row per sequence in one kernel call, or None where the kernel cannot run."
+    if torch.is_grad_enabled() or act.config.feature_dim not in (-1, x.ndim - 1): return None
+    ts = (x, gain, state, weight)
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in ts) or not all(t.is_contiguous() for t in ts): return None
+    B, T, n = x.shape
+    k = weight.shape[-1]
+    if T != 1 or state.shape != (B, (k - 1) * dilation, n) or weight.shape != (n, 1, k): return None
+    lib = _kernel_for(x)
+    if lib is None: return None
+    A, f, d = act.__dict__.get("_frozen") or tuple(_vec(v) for v in (act.amplitude, act.frequency, act.damping))
+    y = torch.empty_like(x)
+    lib.psann_conv_sine_step_f32(x.data_ptr(), gain.data_ptr(), eps, state.data_ptr(), weight.data_ptr(), A.data_ptr(), f.data_ptr(),
+                                 d.data_ptr(), y.data_ptr(), B, n, k, dilation, _MODE_IDS[act.config.decay_mode])
+    return y
+
 # %% ../nbs/00_sine.ipynb #3df3b869
-def saved_tensor_bytes(fn, *inputs) -> int:
+def saved_tensor_bytes(fn,      # the computation to measure
+                       *inputs, # its arguments
+                      ) -> int:
     "Bytes of the distinct tensors autograd saves for backward while running `fn(*inputs)`."
     seen = {}
     def pack(t):

@@ -25,16 +25,40 @@ class Tokenizer:
     "What psann_lm needs from a tokenizer; `HFTokenizer` and `SentencePieceTokenizer` implement it."
     backend:str
     pad_id:int; bos_id:int|None; eos_id:int; unk_id:int|None
-    def encode(self, text:str) -> list[int]: return self.encode_batch([text])[0]
-    def encode_batch(self, texts:list[str]) -> list[list[int]]: raise NotImplementedError
-    def decode(self, ids, skip_special_tokens:bool=False) -> str: raise NotImplementedError
+    def encode(self,
+               text:str, # one text
+              ) -> list[int]:
+        "Token ids of `text`; no special token is added."
+        return self.encode_batch([text])[0]
+    def encode_batch(self,
+                     texts:list[str], # texts encoded together (in parallel where the backend can)
+                    ) -> list[list[int]]:
+        "Token ids of each text; no special token is added."
+        raise NotImplementedError
+    def decode(self,
+               ids,                            # token ids: a list or a 1-D tensor
+               skip_special_tokens:bool=False, # leave pad, bos, eos and unk out of the text
+              ) -> str:
+        "The text of `ids`."
+        raise NotImplementedError
     @property
-    def vocab_size(self) -> int: raise NotImplementedError
+    def vocab_size(self) -> int:
+        "Number of token ids, special tokens included."
+        raise NotImplementedError
     @property
-    def fingerprint(self) -> str: "SHA-256 of the serialised model: equal fingerprints tokenize identically."; raise NotImplementedError
-    def save(self, directory) -> Path: raise NotImplementedError
+    def fingerprint(self) -> str:
+        "SHA-256 of the serialised model: equal fingerprints tokenize identically."
+        raise NotImplementedError
+    def save(self,
+             directory, # created if missing; receives the backend's model file and psann_lm's metadata
+            ) -> Path:
+        "Write the tokenizer into `directory` and return it; `load_tokenizer` reads it back."
+        raise NotImplementedError
     @staticmethod
-    def load(directory) -> Tokenizer: return load_tokenizer(directory)
+    def load(directory, # a directory written by `save`
+            ) -> Tokenizer:
+        "The tokenizer saved in `directory` (the same as `load_tokenizer`)."
+        return load_tokenizer(directory)
     def __repr__(self):
         return f"{type(self).__name__}(backend={self.backend!r}, vocab_size={self.vocab_size}, pad={self.pad_id}, bos={self.bos_id}, eos={self.eos_id}, unk={self.unk_id})"
 
@@ -47,7 +71,10 @@ def _write_meta(directory:Path, tok:Tokenizer, model_file:str) -> Path:
 # %% ../nbs/03_tokenizer.ipynb #8d79c1bd
 class HFTokenizer(Tokenizer):
     "A Hugging Face `tokenizers.Tokenizer` behind psann_lm's interface."
-    def __init__(self, tok:tokenizers.Tokenizer, backend:str, special_ids:dict):
+    def __init__(self,
+                 tok:tokenizers.Tokenizer, # a trained or loaded `tokenizers` model
+                 backend:str,              # its name in psann_lm ("bpe", "unigram", "wordpiece", or "tokenizers" for a foreign file)
+                 special_ids:dict):        # ids of "pad", "bos", "eos" and "unk" (None where absent)
         self.tok, self.backend = tok, backend
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (special_ids.get(k) for k in ("pad", "bos", "eos", "unk"))
         self._batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # the offset-free fast path where available
@@ -88,7 +115,9 @@ def _hf_pipeline(backend:str, vocab_size:int, min_frequency:int|None, specials:l
 # %% ../nbs/03_tokenizer.ipynb #5eadf2cd
 class SentencePieceTokenizer(Tokenizer):
     "A `sentencepiece` model behind psann_lm's interface."
-    def __init__(self, model_proto:bytes, backend:str="sentencepiece-unigram"):
+    def __init__(self,
+                 model_proto:bytes,                     # a serialised sentencepiece model (a .model file's bytes)
+                 backend:str="sentencepiece-unigram"):  # its name in psann_lm
         self.proto, self.backend = model_proto, backend
         self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
         ids = {k: getattr(self.sp, f"{k}_id")() for k in ("pad", "bos", "eos", "unk")}
@@ -146,7 +175,10 @@ def train_tokenizer(texts:Iterable[str],           # the training texts (any ite
 
 def _special_kinds(backend): return ("pad", "bos", "eos") if backend == "bpe" else ("pad", "bos", "eos", "unk")
 
-def check_train_settings(backend:str, vocab_size:int, min_frequency:int|None=None) -> str:
+def check_train_settings(backend:str,                # "auto" or one of `BACKENDS`
+                         vocab_size:int,             # the requested vocabulary, special tokens included
+                         min_frequency:int|None=None, # bpe and wordpiece only
+                        ) -> str:
     "Check training settings before any data is read; return the backend name."
     backend = check_backend(backend)
     n_special = len(_special_kinds(backend))
@@ -160,7 +192,8 @@ def check_train_settings(backend:str, vocab_size:int, min_frequency:int|None=Non
             raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}")
     return backend
 
-def check_backend(backend:str) -> str:
+def check_backend(backend:str, # "auto" or one of `BACKENDS`
+                 ) -> str:
     "The backend name `backend` stands for ('auto' is 'bpe'), or a ValueError listing the choices."
     if backend == "auto": return "bpe"
     if backend not in BACKENDS: raise ValueError(f"tokenizer backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
@@ -184,7 +217,10 @@ def _hf_special_ids(tok:tokenizers.Tokenizer, names:dict, path) -> dict:
 # %% ../nbs/03_tokenizer.ipynb #6db15bd2
 def load_tokenizer(path,                       # a directory saved by `save`, a tokenizer.json, or a sentencepiece .model
                    eos_token:str|None=None,    # the end-of-sequence token of a foreign tokenizer.json
-                   pad_token:str|None=None, bos_token:str|None=None, unk_token:str|None=None) -> Tokenizer:
+                   pad_token:str|None=None,    # its padding token (default: a common spelling, else the end token)
+                   bos_token:str|None=None,    # its beginning-of-sequence token, if any
+                   unk_token:str|None=None,    # its unknown token, if any
+                  ) -> Tokenizer:
     "Load a tokenizer saved by psann_lm or made by `tokenizers` / `sentencepiece`."
     p = Path(path)
     if not p.exists(): raise FileNotFoundError(f"no tokenizer at {p}: expected a directory saved by psann_lm, a tokenizer.json or a .model file")

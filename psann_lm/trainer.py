@@ -21,7 +21,8 @@ from .model import DecoderLM
 
 # %% auto #0
 __all__ = ['AMP', 'TRACKERS', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'lr_at', 'measure_peak_flops', 'memory_mb',
-           'TrainState', 'checkpoints', 'evaluate', 'train', 'load_metrics', 'plot_loss']
+           'TrainState', 'checkpoints', 'dist_timeout', 'evaluate', 'LostProcessError', 'train', 'load_metrics',
+           'plot_loss']
 
 # %% ../nbs/05_trainer.ipynb #ce234600
 AMP = ("no", "bf16", "fp16")
@@ -89,6 +90,10 @@ def _validate(c:TrainConfig):
     if not isinstance(c.resume, (bool, str)): raise ValueError(f"resume must be True, False, 'auto' or a checkpoint path, got {c.resume!r}")
     if (c.resume is True or c.resume == "auto") and c.output_dir is None: raise ValueError(f"resume={c.resume!r} looks in output_dir, which is not set")
     if c.save_interval is not None and c.output_dir is None: raise ValueError("save_interval needs output_dir: checkpoints are written there")
+    if c.output_dir is not None:
+        if not isinstance(c.output_dir, (str, os.PathLike)): raise ValueError(f"output_dir must be a path or None, got {type(c.output_dir).__name__}")
+        if Path(c.output_dir).exists() and not Path(c.output_dir).is_dir():
+            raise ValueError(f"output_dir={str(c.output_dir)!r} is a file, not a directory; give a directory (it is made if missing)")
     if c.peak_flops is not None and (not _is_num(c.peak_flops) or c.peak_flops <= 0): raise ValueError(f"peak_flops must be a number > 0, got {c.peak_flops!r}")
     for name in ("grad_checkpoint", "compile", "fsdp", "progress"):
         if not isinstance(getattr(c, name), bool): raise ValueError(f"{name} must be true or false, got {getattr(c, name)!r}")
@@ -97,7 +102,9 @@ def _validate(c:TrainConfig):
 TRAIN_ALIASES = dict(checkpoint_dir="output_dir", log_interval_steps="log_interval", save_interval_steps="save_interval")
 
 @patch_to(TrainConfig, cls_method=True)
-def from_dict(cls, d:dict) -> TrainConfig:
+def from_dict(cls,
+              d:dict, # TrainConfig fields by name (a YAML `train:` section), aliases allowed
+             ) -> TrainConfig:
     "A `TrainConfig` from a plain dict (a YAML `train:` section); YAML aliases accepted, unknown keys named."
     d = dict(d)
     for alias, name in TRAIN_ALIASES.items():
@@ -111,14 +118,23 @@ def from_dict(cls, d:dict) -> TrainConfig:
     return cls(**d)
 
 # %% ../nbs/05_trainer.ipynb #1293fa18
-def lr_at(step:int, total:int, lr:float, min_lr:float, warmup:int) -> float:
+def lr_at(step:int,     # optimizer step, from 0
+          total:int,    # steps in the run, S
+          lr:float,     # peak rate, η_max
+          min_lr:float, # the floor the cosine ends at, η_min
+          warmup:int,   # warmup steps, w
+         ) -> float:
     "Learning rate of optimizer step `step` (0-based) of `total`: linear warmup, then cosine to `min_lr`."
     if step < warmup: return lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 # %% ../nbs/05_trainer.ipynb #9fa2e268
-def measure_peak_flops(dtype:str="float32", n:int=2048, runs:int=5, device:str="cpu") -> float:
+def measure_peak_flops(dtype:str="float32", # "float32", "bfloat16" or "float16"
+                       n:int=2048,          # matrix size
+                       runs:int=5,          # timed products (after two warm-ups); the median counts
+                       device:str="cpu",    # where to measure
+                      ) -> float:
     "Peak FLOP/s as the median throughput of an n×n by n×n matrix product in `dtype` (2n³ FLOPs each)."
     a = torch.randn(n, n, device=device, dtype=getattr(torch, dtype)); b = torch.randn_like(a)
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
@@ -128,7 +144,8 @@ def measure_peak_flops(dtype:str="float32", n:int=2048, runs:int=5, device:str="
         sync(); t0 = time.perf_counter(); a @ b; sync(); times.append(time.perf_counter() - t0)
     return 2 * n ** 3 / statistics.median(times)
 
-def memory_mb(device) -> float:
+def memory_mb(device, # a torch device or its name
+             ) -> float:
     "Resident memory of this process (CPU, from /proc or getrusage) or peak allocated CUDA memory, in MB."
     if torch.device(device).type == "cuda": return torch.cuda.max_memory_allocated(device) / 2 ** 20
     with contextlib.suppress(OSError, StopIteration):
@@ -144,14 +161,28 @@ class TrainState:
     epoch:int=0           # current epoch
     batch_in_epoch:int=0  # micro-batches of the current epoch already consumed
     tokens:int=0          # training tokens seen, all processes
-    def state_dict(self): return asdict(self)
-    def load_state_dict(self, d): self.__dict__.update(d)
+    def state_dict(self):
+        "The counters as a dict (what `save_state` stores)."
+        return asdict(self)
+    def load_state_dict(self,
+                        d:dict, # counters saved by `state_dict`
+                       ):
+        "Restore the counters (what `load_state` calls)."
+        self.__dict__.update(d)
 
 # %% ../nbs/05_trainer.ipynb #be5c8218
-def checkpoints(output_dir) -> list[Path]:
-    "Complete checkpoints in `output_dir`, oldest first."
+def checkpoints(output_dir, # a run's output directory
+               ) -> list[Path]:
+    "Complete checkpoints in `output_dir`, oldest first: `step_*` directories holding their psann_state.json."
     root = Path(output_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir()) if root.exists() else []
+    return sorted(p for p in root.glob("step_*") if (p / "psann_state.json").is_file()) if root.exists() else []
+
+def _discard(ckpt:Path):
+    "Remove a checkpoint: renamed out of the `step_*` names first, so a kill midway never leaves a partial one among them."
+    aside = ckpt.with_name(f".tmp-discard-{ckpt.name}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(ckpt, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 def _resolve_resume(cfg:TrainConfig) -> Path|None:
     if cfg.resume is False: return None
@@ -174,9 +205,9 @@ def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState):
     acc.wait_for_everyone()
     if acc.is_main_process:
         (tmp / "psann_state.json").write_text(json.dumps(dict(state=state.state_dict(), config=asdict(cfg)), indent=1, default=str))
-        if final.exists(): shutil.rmtree(final)
+        if final.exists(): _discard(final)             # a checkpoint of this step from an earlier run in the same directory
         os.replace(tmp, final)
-        for old in checkpoints(cfg.output_dir)[:-cfg.keep_last]: shutil.rmtree(old, ignore_errors=True)
+        for old in checkpoints(cfg.output_dir)[:-cfg.keep_last]: _discard(old)
     acc.wait_for_everyone()
 
 # %% ../nbs/05_trainer.ipynb #90f156ff
@@ -205,18 +236,32 @@ def _accelerator(cfg:TrainConfig) -> Accelerator:
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.amp, gradient_accumulation_steps=cfg.grad_accum_steps, log_with=cfg.log_with,
                       project_dir=cfg.output_dir, fsdp_plugin=plugin,
                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-                      kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=DIST_TIMEOUT_S))])
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=dist_timeout()))])
     if cfg.ddp == "no" and acc.num_processes > 1: raise ValueError(f"ddp='no' but accelerate launched {acc.num_processes} processes")
     if cfg.fsdp and acc.distributed_type != DistributedType.FSDP:   # accelerate would otherwise drop the plugin silently
         raise ValueError(f"fsdp=True, but this run is {acc.distributed_type.value} with {acc.num_processes} process(es): FSDP needs GPUs; "
                          "launch on several with `accelerate launch --use_fsdp --num_processes N ...`")
     return acc
 
-DIST_TIMEOUT_S = int(os.environ.get("PSANN_LM_DIST_TIMEOUT", 600))  # a collective waits at most this long for a lost process
+DIST_TIMEOUT_S = 600   # default of how long a collective waits for a lost process; PSANN_LM_DIST_TIMEOUT sets it
+
+def dist_timeout() -> float:
+    "Seconds a collective (all-reduce, barrier) waits for the other processes: $PSANN_LM_DIST_TIMEOUT, else `DIST_TIMEOUT_S`."
+    text = os.environ.get("PSANN_LM_DIST_TIMEOUT")
+    if text is None: return float(DIST_TIMEOUT_S)
+    try: seconds = float(text)
+    except ValueError: seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0): raise ValueError(f"PSANN_LM_DIST_TIMEOUT must be a number of seconds > 0, got {text!r}")
+    return seconds
 
 # %% ../nbs/05_trainer.ipynb #373f1fee
 @torch.no_grad()
-def evaluate(model, dataset, acc:Accelerator|None=None, batch_size:int=8, max_tokens:int|None=None) -> dict:
+def evaluate(model,                        # the network (prepared by accelerate or not)
+             dataset,                      # a map-style dataset of windows (a psannLMDataPrep's .dataset or .val_dataset)
+             acc:Accelerator|None=None,    # the run's accelerator; None = a fresh single-process one
+             batch_size:int=8,             # windows per forward pass, per process
+             max_tokens:int|None=None,     # stop after about this many target tokens; None = the whole dataset
+            ) -> dict:
     "Mean next-token loss, perplexity and token count of `model` on `dataset` (all of it, or about `max_tokens` tokens)."
     acc = acc or Accelerator(cpu=not torch.cuda.is_available())
     shard = Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))   # disjoint, no padding of the last batch
@@ -235,6 +280,15 @@ def evaluate(model, dataset, acc:Accelerator|None=None, batch_size:int=8, max_to
     return dict(loss=loss, perplexity=math.exp(min(loss, 700)), tokens=int(count.item()))
 
 # %% ../nbs/05_trainer.ipynb #cb23e5a7
+class LostProcessError(RuntimeError):
+    "A process of a distributed run died or stopped answering: the others stop with this error instead of waiting for ever."
+
+def _lost_contact(acc:Accelerator, e:BaseException) -> bool:
+    "Whether `e`, raised in a run of several processes, is a collective failing because another process is gone."
+    if acc.num_processes < 2: return False
+    if isinstance(e, getattr(torch.distributed, "DistError", ())): return True
+    return any(k in str(e).lower() for k in ("gloo", "nccl", "connection reset", "connection closed", "timed out"))
+
 def _eval_set(val_data, data):
     "What to evaluate on: `val_data`'s validation split, else its dataset, else `data`'s validation split."
     if val_data is None: return getattr(data, "val_dataset", None)
@@ -242,7 +296,7 @@ def _eval_set(val_data, data):
 
 def train(model:DecoderLM,                 # the network (its config's max_seq_len must cover the data's max_length)
           data,                            # a psannLMDataPrep (its .dataset is trained on, its .val_dataset evaluated)
-          config:TrainConfig|None=None,
+          config:TrainConfig|None=None,    # the run's settings; None = TrainConfig()
           val_data=None,                   # a psannLMDataPrep or dataset to evaluate on instead of data.val_dataset
           stop_at_step:int|None=None,      # return early after this optimizer step, as a pre-empted job would (tests, drills)
           ) -> dict:
@@ -272,9 +326,24 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(2000, max(1, round(0.05 * total)))
     min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10
     run = _Run(acc, cfg, net, state, total, max_length, bs, resume_from)
-    return run.loop(model, opt, dl, val, lambda s: lr_at(s, total, cfg.lr, min_lr, warmup), stop_at_step)
+    try: return run.loop(model, opt, dl, val, lambda s: lr_at(s, total, cfg.lr, min_lr, warmup), stop_at_step)
+    except RuntimeError as e:
+        if not _lost_contact(acc, e): raise
+        raise run.lost(e) from e
 
 # %% ../nbs/05_trainer.ipynb #4569d7b7
+def _keep_metrics_until(path:Path, step:int):
+    "Drop a resumed run's records after `step`: the killed run may have logged steps its checkpoint does not hold (or a torn last line)."
+    if not path.exists(): return
+    def parses(line):
+        try: return json.loads(line).get("step", 0) <= step
+        except (ValueError, AttributeError): return False
+    lines = path.read_text().splitlines()
+    keep = [l for l in lines if parses(l)]
+    if len(keep) == len(lines): return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, path)
+
 class _Run:
     def __init__(self, acc, cfg, net, state, total, max_length, bs, resume_from):
         self.acc, self.cfg, self.net, self.state, self.total, self.L, self.bs = acc, cfg, net, state, total, max_length, bs
@@ -282,11 +351,31 @@ class _Run:
         self.flops = net.flops_per_token(max_length) if hasattr(net, "flops_per_token") else None
         dtype = "bfloat16" if cfg.amp == "bf16" else "float16" if cfg.amp == "fp16" else "float32"
         self.peak = cfg.peak_flops or (measure_peak_flops(dtype, device=acc.device) if self.flops else None)
-        self.history, self.window, self.last_eval, self.resume_from = [], [], None, resume_from
+        self.history, self.window, self.last_eval, self.resume_from, self.saved_at = [], [], None, resume_from, None
         if self.out and acc.is_main_process: self.out.mkdir(parents=True, exist_ok=True)
+        if self.out and acc.is_main_process and resume_from is not None: _keep_metrics_until(self.out / "metrics.jsonl", state.step)
         if cfg.log_with: acc.init_trackers("psann_lm", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
         self.bar = tqdm(total=total, initial=state.step, desc="training", disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
         self.t0 = self.t_log = time.perf_counter(); self.tokens_at_log = state.tokens
+
+    def last_checkpoint(self) -> Path|None: return (checkpoints(self.cfg.output_dir) or [None])[-1] if self.out else None
+
+    def stop_nonfinite(self, what:str, value:float, step:int):
+        last = self.last_checkpoint()
+        raise FloatingPointError(f"non-finite {what} ({value}) at step {step}; " + (f"the last good checkpoint is {last}" if last else "no checkpoint was saved"))
+
+    def stop_nonfinite_grad(self, norm, loss, step:int):
+        "Stop on a non-finite gradient norm, named after its cause: a non-finite loss of this step's micro-batches, else the gradient."
+        bad = [l for l in [*self.window, loss.detach()] if not torch.isfinite(l)]
+        self.stop_nonfinite(*(("training loss", float(bad[0])) if bad else ("gradient norm", float(norm))), step)
+
+    def lost(self, e:BaseException) -> LostProcessError:
+        last = self.last_checkpoint()
+        return LostProcessError(
+            f"process {self.acc.process_index} of {self.acc.num_processes} lost contact with the others during step {self.state.step + 1}: "
+            f"another process died or stopped answering (collectives wait at most PSANN_LM_DIST_TIMEOUT={dist_timeout():g} s). "
+            + (f"The last checkpoint is {last}; relaunch every process with resume='auto' to continue from it" if last else "No checkpoint was saved")
+            + f". ({str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__})")
 
     def record(self, rec:dict):
         self.history.append(rec)
@@ -309,6 +398,8 @@ def loop(self, model, opt, dl, val, lr_fn, stop_at_step):
                 out = model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"), document_ids=batch.get("document_ids"))
                 acc.backward(out.loss)
                 norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")) if acc.sync_gradients else None
+                # a non-finite gradient would poison the weights (fp16's scaler skips such steps itself)
+                if norm is not None and cfg.amp != "fp16" and not math.isfinite(norm): self.stop_nonfinite_grad(norm, out.loss, st.step + 1)
                 opt.step(); opt.zero_grad(set_to_none=True)
             st.batch_in_epoch += 1
             st.tokens += int(acc.reduce(_target_tokens(batch).to(acc.device), "sum").item())
@@ -330,10 +421,7 @@ def after_step(self, norm):
     acc, cfg, st = self.acc, self.cfg, self.state
     st.step += 1
     loss = acc.reduce(torch.stack(self.window).mean(), "mean").item(); self.window = []
-    if not math.isfinite(loss):
-        last = checkpoints(cfg.output_dir)[-1] if self.out and checkpoints(cfg.output_dir) else None
-        raise FloatingPointError(f"non-finite training loss ({loss}) at step {st.step}; "
-                                 + (f"the last good checkpoint is {last}" if last else "no checkpoint was saved"))
+    if not math.isfinite(loss): self.stop_nonfinite("training loss", loss, st.step)
     self.bar.update(1); self.bar.set_postfix(loss=f"{loss:.3f}")
     if st.step % cfg.log_interval == 0 or st.step == self.total:
         now = time.perf_counter()
@@ -344,7 +432,7 @@ def after_step(self, norm):
                    elapsed_s=now - self.t0, memory_mb=memory_mb(acc.device))
         self.record(rec); self.t_log, self.tokens_at_log = now, st.tokens
     if cfg.eval_interval and st.step % cfg.eval_interval == 0 and self.val is not None: self.evaluate(self.model, self.val)
-    if cfg.save_interval and st.step % cfg.save_interval == 0: _save_checkpoint(acc, cfg, st)
+    if cfg.save_interval and st.step % cfg.save_interval == 0: _save_checkpoint(acc, cfg, st); self.saved_at = st.step
 
 @patch_to(_Run)
 def lr_now(self): return self.opt.param_groups[0]["lr"]
@@ -361,7 +449,7 @@ def evaluate(self, model, val):
 @patch_to(_Run)
 def finish(self, model, val, final:bool) -> dict:
     if final and val is not None and (self.last_eval is None or self.history[-1].get("val_loss") is None): self.evaluate(model, val)
-    if self.out: _save_checkpoint(self.acc, self.cfg, self.state)
+    if self.out and self.saved_at != self.state.step: _save_checkpoint(self.acc, self.cfg, self.state)   # not twice for one step
     self.bar.close()
     if self.cfg.log_with: self.acc.end_training()
     train_recs = [r for r in self.history if "loss" in r]
@@ -370,7 +458,8 @@ def finish(self, model, val, final:bool) -> dict:
                 output_dir=str(self.out) if self.out else None, resumed_from=str(self.resume_from) if self.resume_from else None)
 
 # %% ../nbs/05_trainer.ipynb #f57c45b4
-def load_metrics(source) -> list[dict]:
+def load_metrics(source, # `train`'s result, a list of records, an output directory or a metrics.jsonl path
+                ) -> list[dict]:
     "A run's metric records: from `train`'s result, a list of records, or an output directory's metrics.jsonl."
     if isinstance(source, dict) and "history" in source: return source["history"]
     if isinstance(source, list): return source
@@ -378,7 +467,10 @@ def load_metrics(source) -> list[dict]:
     if not path.exists(): raise FileNotFoundError(f"no metrics at {path}: was the run given an output_dir?")
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
-def plot_loss(source, ax=None, label:str=""):
+def plot_loss(source,        # anything `load_metrics` reads
+              ax=None,       # matplotlib axes to draw on; None = new ones
+              label:str="",  # prefix of the legend's entries (to compare runs on one axes)
+             ):
     "Training and validation loss against optimizer steps."
     recs = load_metrics(source)
     ax = ax or plt.subplots(figsize=(7, 3))[1]

@@ -703,6 +703,7 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
     if what not in BENCHMARKS: raise SystemExit(f"psann_lm_bench: unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
     try: dims = tuple(int(s) for s in shape.split(","))
     except ValueError: raise SystemExit(f"psann_lm_bench: --shape must be comma-separated integers, got {shape!r}") from None
+    if len(dims) != 3 or min(dims) < 1: raise SystemExit(f"psann_lm_bench: --shape must be three positive integers (batch,time,features), got {shape!r}")
     for name, v in (("runs", runs), ("inner", inner), ("seeds", seeds), ("steps", steps)):
         if v < 1: raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
     cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"

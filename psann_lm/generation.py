@@ -36,10 +36,10 @@ def temperature(logits:torch.Tensor, # (B, V) scores
 def top_k(logits:torch.Tensor, # (B, V) scores
           k:int|None,          # tokens kept per row; None keeps all
          ) -> torch.Tensor:
-    "Keep the `k` largest logits of each row."
+    "Keep the `k` largest logits of each row: exactly k, ties at the k-th value going to the first in `topk`'s order."
     if k is None or k >= logits.shape[-1]: return logits
-    kth = logits.topk(k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(k, dim=-1).indices, True)
+    return logits.masked_fill(~keep, float("-inf"))
 
 def top_p(logits:torch.Tensor, # (B, V) scores
           p:float|None,        # probability mass kept, in (0, 1]; None keeps all

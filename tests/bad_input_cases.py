@@ -261,5 +261,6 @@ CASES = [
     Case("cli-config-value", "a bad value in the config file", _cli("train", "--config", "YAML", yaml="train:\n  max_steps: 0\n"), ExitStatus, r"max_steps must be a positive int or None, got 0"),
     Case("bench-unknown", "an unknown benchmark name", _cli("bench", "attention"), ExitStatus, r"unknown benchmark 'attention'"),
     Case("bench-shape", "a benchmark shape that is not integers", _cli("bench", "sine", "--shape", "8,x"), ExitStatus, r"--shape must be comma-separated integers, got '8,x'"),
+    Case("bench-runs-zero", "zero benchmark rounds", _cli("bench", "sine", "--runs", "0"), ExitStatus, r"--runs must be >= 1, got 0"),
     Case("bench-runs-type", "a number of runs that is a word", _cli("bench", "sine", "--runs", "many"), ExitStatus, r"argument --runs: invalid int value: 'many'"),
 ]

@@ -85,6 +85,30 @@ def test_configuration_reference_matches_the_code():
                        "(a setting, its type, default or comment changed)")
 
 
+# ---------------------------------------------------------------------------------------------------- the troubleshooting page
+
+ROW = re.compile(r"^\| `(?P<id>[^`]+)` \| (?P<what>.*?) \| `(?P<error>[^`]+)` \| `(?P<message>.*)` \|$")
+
+
+def test_troubleshooting_page_shows_every_case_of_the_catalogue():
+    "The committed tables list each case of tests/bad_input_cases.py once, with its error and a message its pattern matches."
+    sys.path.insert(0, str(ROOT / "tests"))
+    try: from bad_input_cases import CASES, ExitStatus
+    finally: sys.path.remove(str(ROOT / "tests"))
+    cells = json.loads((NBS / "14_guide_troubleshooting.ipynb").read_text(encoding="utf-8"))["cells"]
+    rows = [m.groupdict() for c in cells for o in _outputs(c) if o.startswith("md:| case |")
+            for m in map(ROW.match, o[3:].splitlines()) if m]
+    shown = [r["id"] for r in rows]
+    assert len(shown) == len(set(shown)) and sorted(shown) == sorted(c.id for c in CASES), \
+        "the page's tables and the catalogue differ: re-run the notebook"
+    by_id = {r["id"]: r for r in rows}
+    for case in CASES:
+        row = by_id[case.id]
+        assert row["what"] == case.what, case.id
+        assert row["error"].startswith("exit status") if case.exc is ExitStatus else row["error"] == case.exc.__name__, case.id
+        assert re.search(case.match, row["message"].replace("\\|", "|")), f"{case.id}: {row['message']!r} no longer matches {case.match!r}"
+
+
 # ---------------------------------------------------------------------------------------------------- API documentation
 
 CHAPTERS = {"sine": "00_sine", "blocks": "01_blocks", "model": "02_model", "tokenizer": "03_tokenizer", "dataprep": "04_dataprep",

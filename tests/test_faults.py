@@ -26,7 +26,7 @@ from psann_lm import psannLM
 from psann_lm.trainer import checkpoints
 
 DRIVER = Path(fault_driver.__file__)
-STEPS = 200          # optimizer steps of the run (about 9 epochs of the driver's 88 windows at batch size 4)
+STEPS = 150          # optimizer steps of the run (about 7 epochs of the driver's 88 windows at batch size 4)
 KILLS = 20
 
 
@@ -76,10 +76,12 @@ def chain(cache, tmp_path_factory):
     "An uninterrupted reference run, then one run killed 20 times at random moments and resumed after each kill."
     root = tmp_path_factory.mktemp("faults")
     ref = Driver("reference", cache, root / "ref", STEPS, root / "ref.log")
-    digests = {}
-    while (words := ref.wait_for(lambda w: w[0] in ("digest", "done"))) and words[0] == "digest": digests[int(words[1])] = words[2]
+    digests, times = {}, []
+    while (words := ref.wait_for(lambda w: w[0] in ("digest", "done"))) and words[0] == "digest":
+        digests[int(words[1])] = words[2]; times.append(time.monotonic())
     ref.finish()
     assert sorted(digests) == list(range(1, STEPS + 1)), f"the reference run did not finish; see {root / 'ref.log'}"
+    step_s = (times[-1] - times[0]) / (len(times) - 1)      # this machine's step, checkpoint included: kill delays scale with it
 
     rng = random.Random(20240917)
     kinds = ["step"] * 8 + ["save-write"] * 6 + ["save-commit"] * 6      # where each kill is aimed; the moment itself is random
@@ -91,7 +93,7 @@ def chain(cache, tmp_path_factory):
             first = d.wait_for(lambda w: w[0] in ("loaded", "step"))
             loaded = first[1] if first and first[0] == "loaded" else None
             assert d.wait_for(lambda w: w[0] == "step"), f"segment {i} ended before its first step; see {root / f'chain{i}.log'}"
-            if kind == "step": time.sleep(rng.uniform(0, 0.3))                       # anywhere: a step, a log line, a save
+            if kind == "step": time.sleep(rng.uniform(0, 5 * step_s))                 # anywhere: a step, a log line, a save
             elif kind == "save-write": d.wait_for(lambda w: w[0] == "save-start"); time.sleep(rng.uniform(0, 0.01))   # while files are written
             else: d.wait_for(lambda w: w[0] == "save-written"); time.sleep(rng.uniform(0, 0.25))  # before the checkpoint is committed
             assert d.proc.poll() is None, f"segment {i} finished the run before its kill: make STEPS larger"

@@ -70,7 +70,7 @@ def _check_data(data:dict, model:dict):
     _check_args(**{k: d[k] for k in inspect.signature(_check_args).parameters if k in d})
     _check_reading(d.get("doc_sep"), d.get("errors", "strict"))
     tok = d.get("tokenizer_model_path") or d.get("tokenizer", "auto")
-    if _is_tokenizer_path(tok) or "tokenizer_model_path" in d:
+    if _is_tokenizer_path(tok) or d.get("tokenizer_model_path") is not None:
         if not Path(tok).exists(): raise FileNotFoundError(f"tokenizer: no tokenizer at {tok}")
     elif isinstance(tok, str): check_train_settings(tok, d.get("vocab_size", model.get("vocab_size", 8192)), d.get("min_frequency"))
     else: raise ValueError(f"tokenizer must be 'auto', a backend name or a path, got {tok!r}")

@@ -1,5 +1,6 @@
-"""The documentation cannot rot: the README's quickstart runs, the configuration reference matches the code, every exported
-symbol is documented, and the docs checker (.ci/check_docs.py, run by `make test` after nbdev_proc_nbs) catches what it must."""
+"""The documentation cannot rot: the README's quickstart runs and its links name real pages, the configuration reference and
+the troubleshooting tables match the code, every exported symbol is documented, and the docs checker (.ci/check_docs.py, run
+by `make test` after nbdev_proc_nbs) catches what it must."""
 import importlib
 import importlib.util
 import inspect
@@ -10,8 +11,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"

@@ -423,10 +423,12 @@ class GPT2Arm(nn.Module):
                 cache=None,           # accepted for the interface; GPT-2 runs without psann_lm's cache here
                 use_cache=False,      # accepted for the interface
                 document_ids=None,    # accepted for the interface (GPT-2 has no document masking)
+                num_items_in_batch=None,  # the loss is the summed loss / this, as `DecoderLM`'s; None = the mean
                ) -> LMOutput:
         "GPT-2's logits, and psann_lm's loss on them when `labels` are given."
         logits = self.gpt2(input_ids, attention_mask=attention_mask).logits
-        return LMOutput(logits, causal_lm_loss(logits, labels) if labels is not None else None)
+        loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
+        return LMOutput(logits, loss)
     def param_groups(self,
                      weight_decay:float=0.1, # AdamW decay of the ≥2-D weights
                     ) -> list[dict]:

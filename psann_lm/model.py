@@ -19,7 +19,8 @@ from .blocks import (AttentionContext, DecoderCache, MLP_ACTIVATIONS, RMSNorm, R
                              WaveResNetBlock, alibi_slopes, attention_context, sinusoidal_table)
 
 # %% auto #0
-__all__ = ['BASES', 'POSITIONALS', 'register_base', 'ModelConfig', 'physical_memory', 'LMOutput', 'causal_lm_loss', 'DecoderLM']
+__all__ = ['BASES', 'POSITIONALS', 'register_base', 'ModelConfig', 'physical_memory', 'LMOutput', 'shift_targets',
+           'count_targets', 'causal_lm_loss', 'DecoderLM']
 
 # %% ../nbs/02_model.ipynb #3d50bc23
 BASES: dict[str, Callable] = {}
@@ -151,17 +152,34 @@ def _check_memory(self):
 class LMOutput:
     "What the decoder returns."
     logits:torch.Tensor                # (B, T, vocab)
-    loss:torch.Tensor|None=None        # mean next-token cross-entropy over labels != -100
+    loss:torch.Tensor|None=None        # next-token cross-entropy over labels != -100 (see `causal_lm_loss`)
     cache:DecoderCache|None=None       # the cache, advanced by T positions
 
+def shift_targets(labels:torch.Tensor, # (B, T) or (B, T+1) token ids; -100 is ignored
+                  T:int,               # positions of the logits
+                 ) -> torch.Tensor:
+    "The (B, T) next-token targets of T positions: labels shifted left by one (padded with -100 when there are T)."
+    if labels.shape[1] == T + 1: return labels[:, 1:]
+    return F.pad(labels[:, 1:], (0, 1), value=-100)
+
+def count_targets(labels:torch.Tensor, # (B, T) or (B, T+1) token ids; -100 is ignored
+                 ) -> torch.Tensor:
+    "Target tokens in `labels`: the positions `causal_lm_loss` scores (every column but the first, not -100)."
+    return (labels[:, 1:] != -100).sum()
+
+# %% ../nbs/02_model.ipynb #260123c5
 def causal_lm_loss(logits:torch.Tensor, # (B, T, vocab)
                    labels:torch.Tensor, # (B, T) or (B, T+1) token ids; -100 is ignored
+                   num_items_in_batch:int|torch.Tensor|None=None, # divide the summed loss by this; None = mean
                   ) -> torch.Tensor:
-    "Mean cross-entropy of logits at t against labels at t+1, ignoring -100, in float32; labels may have T or T+1 columns."
+    "Cross-entropy of logits at t against labels at t+1 in float32, ignoring -100: the mean, or the sum / `num_items_in_batch`."
     B, T = logits.shape[:2]
-    if labels.shape not in ((B, T), (B, T + 1)): raise ValueError(f"labels must have shape {(B, T)} or {(B, T + 1)}, got {tuple(labels.shape)}")
-    targets = labels[:, 1:] if labels.shape[1] == T + 1 else F.pad(labels[:, 1:], (0, 1), value=-100)  # shift labels, not logits
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    if labels.shape not in ((B, T), (B, T + 1)):
+        raise ValueError(f"labels must have shape {(B, T)} or {(B, T + 1)}, got {tuple(labels.shape)}")
+    targets = shift_targets(labels, T).flatten()   # shift labels, not logits
+    if num_items_in_batch is None: return F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=-100)
+    summed = F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=-100, reduction="sum")
+    return summed / num_items_in_batch
 
 # %% ../nbs/02_model.ipynb #034f3f6b
 class DecoderLM(nn.Module):
@@ -204,6 +222,7 @@ def forward(self, input_ids:torch.Tensor,                    # (B, T) token ids
             cache:DecoderCache|None=None,                    # decoding state from an earlier call, advanced in place
             use_cache:bool=False,                            # start a new cache when none is given
             document_ids:torch.Tensor|None=None,             # (B, T) documents packed in each row: kept apart (training)
+            num_items_in_batch:int|torch.Tensor|None=None,   # the loss is the summed loss / this; None = the mean
            ) -> LMOutput:
     "Logits (and loss, and cache) for `input_ids`."
     if input_ids.ndim != 2 or input_ids.dtype not in (torch.long, torch.int):
@@ -222,7 +241,8 @@ def forward(self, input_ids:torch.Tensor,                    # (B, T) token ids
         else: x = block(x, ctx, cache.layer(i) if cache is not None else None)
     if cache is not None: cache.length += T
     logits = self.head(self.norm(x))
-    return LMOutput(logits, causal_lm_loss(logits, labels) if labels is not None else None, cache)
+    loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
+    return LMOutput(logits, loss, cache)
 
 # %% ../nbs/02_model.ipynb #c47cc502
 @patch_to(DecoderLM)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_trainer.ipynb #66567f02
 from __future__ import annotations
-import contextlib, datetime, importlib.util, json, math, os, shutil, statistics, time
+import contextlib, datetime, importlib.util, itertools, json, math, os, shutil, statistics, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -17,12 +17,12 @@ from fastcore.basics import patch_to
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .model import DecoderLM
+from .model import DecoderLM, count_targets, physical_memory
 
 # %% auto #0
 __all__ = ['AMP', 'TRACKERS', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'lr_at', 'measure_peak_flops', 'memory_mb',
-           'TrainState', 'checkpoints', 'dist_timeout', 'evaluate', 'LostProcessError', 'train', 'load_metrics',
-           'plot_loss']
+           'TrainState', 'checkpoints', 'dist_timeout', 'step_memory', 'device_memory', 'check_step_memory', 'evaluate',
+           'LostProcessError', 'train', 'load_metrics', 'plot_loss']
 
 # %% ../nbs/05_trainer.ipynb #ce234600
 AMP = ("no", "bf16", "fp16")
@@ -124,10 +124,11 @@ def lr_at(step:int,     # optimizer step, from 0
           min_lr:float, # the floor the cosine ends at, η_min
           warmup:int,   # warmup steps, w
          ) -> float:
-    "Learning rate of optimizer step `step` (0-based) of `total`: linear warmup, then cosine to `min_lr`."
-    if step < warmup: return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+    "Learning rate of optimizer step `step` (0-based) of `total`: linear warmup to `lr`, then cosine to `min_lr`."
+    peak = max(warmup - 1, 0)                               # 1. the one step that trains at the peak
+    if step < peak: return lr * (step + 1) / warmup         # 2. warmup: lr/w, 2·lr/w, …
+    progress = min(1.0, (step - peak) / max(1, total - 1 - peak))
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))   # 3. cosine: the last step at min_lr
 
 # %% ../nbs/05_trainer.ipynb #9fa2e268
 def measure_peak_flops(dtype:str="float32", # "float32", "bfloat16" or "float16"
@@ -215,17 +216,14 @@ def _batch_size(cfg:TrainConfig, max_length:int, processes:int) -> int:
     if cfg.batch_tokens is not None: return max(1, cfg.batch_tokens // (max_length * processes * cfg.grad_accum_steps))
     return cfg.batch_size or 8
 
-def _target_tokens(batch) -> torch.Tensor:
-    return (batch["labels"][:, 1:] != -100).sum()
-
 def _accelerator(cfg:TrainConfig) -> Accelerator:
     if cfg.amp == "fp16" and not torch.cuda.is_available():
         raise ValueError("amp='fp16' needs a CUDA GPU; on a CPU it would silently run in float32. Use amp='bf16' or 'no'")
     if cfg.log_with and importlib.util.find_spec(cfg.log_with) is None:
         raise ValueError(f"log_with={cfg.log_with!r} needs the {cfg.log_with} package: pip install {cfg.log_with}")
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
-        # accelerate keeps its state per process; a second fit in the same session (a notebook) may change amp or
-        # accumulation, so a single-process run starts from fresh state (distributed runs keep theirs)
+        # accelerate keeps its state per process; a second fit in the same session (a notebook) may change amp,
+        # so a single-process run starts from fresh state (distributed runs keep theirs)
         AcceleratorState._reset_state(); GradientState._reset_state()
     plugin = None
     if cfg.fsdp:
@@ -233,7 +231,7 @@ def _accelerator(cfg:TrainConfig) -> Accelerator:
         plugin = FullyShardedDataParallelPlugin()
     # cpu=True where there is no GPU: then a torchrun / accelerate launch of several processes becomes MULTI_CPU data
     # parallelism over gloo (accelerate otherwise treats each process as a lone one)
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.amp, gradient_accumulation_steps=cfg.grad_accum_steps, log_with=cfg.log_with,
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.amp, log_with=cfg.log_with,
                       project_dir=cfg.output_dir, fsdp_plugin=plugin,
                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                       kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=dist_timeout()))])
@@ -254,6 +252,35 @@ def dist_timeout() -> float:
     if not (math.isfinite(seconds) and seconds > 0): raise ValueError(f"PSANN_LM_DIST_TIMEOUT must be a number of seconds > 0, got {text!r}")
     return seconds
 
+# %% ../nbs/05_trainer.ipynb #3ec1b7a3
+def step_memory(net,                # a `DecoderLM` (anything with a psann_lm `config`)
+                batch_size:int,     # windows per micro-batch, per process
+                seq_len:int,        # tokens per window (max_length)
+                masked:bool=False,  # whether a (B, T, T) attention mask is built (document ids or padding)
+               ) -> int:
+    "A lower bound, in bytes, on the memory one training micro-batch of `net` needs on one device."
+    c, tokens = net.config, batch_size * seq_len
+    weights = 16 * sum(p.numel() for p in net.parameters())     # fp32 weight, gradient, two AdamW moments
+    logits = 4 * tokens * c.vocab_size
+    stream = 4 * tokens * c.d_model * c.n_layers
+    mask = batch_size * seq_len ** 2 if masked else 0
+    return weights + logits + stream + mask
+
+def device_memory(device) -> int|None:
+    "Bytes of memory of `device`: the GPU's total, or the machine's physical memory for a CPU (None if unknown)."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.get_device_properties(device).total_memory
+    return physical_memory() if device.type == "cpu" else None
+
+def check_step_memory(net, batch_size:int, seq_len:int, device, masked:bool=False):
+    "Refuse, with the estimate, a micro-batch that cannot fit in `device`'s memory."
+    need, have = step_memory(net, batch_size, seq_len, masked), device_memory(device)
+    if have is None or need <= have: return
+    raise ValueError(
+        f"a micro-batch of {batch_size} × {seq_len} tokens needs at least {need / 2**30:,.1f} GiB "
+        f"(logits, activations, weights and optimizer state) but {device} has {have / 2**30:,.1f} GiB; "
+        "lower max_length (the data's windows) or batch_size/batch_tokens, or train on a larger device")
+
 # %% ../nbs/05_trainer.ipynb #373f1fee
 @torch.no_grad()
 def evaluate(model,                        # the network (prepared by accelerate or not)
@@ -262,21 +289,23 @@ def evaluate(model,                        # the network (prepared by accelerate
              batch_size:int=8,             # windows per forward pass, per process
              max_tokens:int|None=None,     # stop after about this many target tokens; None = the whole dataset
             ) -> dict:
-    "Mean next-token loss, perplexity and token count of `model` on `dataset` (all of it, or about `max_tokens` tokens)."
+    "Mean next-token loss (over target tokens), perplexity and token count of `model` on `dataset`."
     acc = acc or Accelerator(cpu=not torch.cuda.is_available())
     shard = Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))   # disjoint, no padding of the last batch
     was_training = model.training; model.eval()
     loss_sum, count = (torch.zeros((), dtype=torch.float64, device=acc.device) for _ in range(2))
     for batch in DataLoader(shard, batch_size=batch_size):
         batch = {k: v.to(acc.device) for k, v in batch.items()}
-        n = _target_tokens(batch)
-        with acc.autocast():
-            out = model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"), document_ids=batch.get("document_ids"))
-        loss_sum += out.loss.double() * n; count += n
+        with acc.autocast():   # num_items_in_batch=1: the summed loss, 0 for a batch without targets
+            out = model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"),
+                        document_ids=batch.get("document_ids"), num_items_in_batch=1)
+        loss_sum += out.loss.double()
+        count += count_targets(batch["labels"])
         if max_tokens is not None and count * acc.num_processes >= max_tokens: break
     loss_sum, count = acc.reduce(loss_sum, "sum"), acc.reduce(count, "sum")
     model.train(was_training)
-    loss = (loss_sum / count.clamp_min(1)).item()
+    if count == 0: raise ValueError("the evaluation set holds no target tokens (every label is -100); nothing to score")
+    loss = (loss_sum / count).item()
     return dict(loss=loss, perplexity=math.exp(min(loss, 700)), tokens=int(count.item()))
 
 # %% ../nbs/05_trainer.ipynb #cb23e5a7
@@ -310,9 +339,12 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
         raise ValueError(f"the data's max_length={max_length} exceeds the model's max_seq_len={net.config.max_seq_len}")
     resume_from = _resolve_resume(cfg)
     acc = _accelerator(cfg)
+    bs = _batch_size(cfg, max_length, acc.num_processes)
+    if hasattr(net, "config"):
+        masked = "document_ids" in dataset[0] or "attention_mask" in dataset[0]
+        check_step_memory(net, bs, max_length, acc.device, masked)
     set_seed(cfg.seed)
     if cfg.grad_checkpoint and hasattr(net, "config"): net.config.grad_checkpoint = True
-    bs = _batch_size(cfg, max_length, acc.num_processes)
     dl = DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=cfg.num_workers, drop_last=False)
     groups = net.param_groups(cfg.weight_decay) if hasattr(net, "param_groups") else model.parameters()
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=False, foreach=False)
@@ -351,12 +383,13 @@ class _Run:
         self.flops = net.flops_per_token(max_length) if hasattr(net, "flops_per_token") else None
         dtype = "bfloat16" if cfg.amp == "bf16" else "float16" if cfg.amp == "fp16" else "float32"
         self.peak = cfg.peak_flops or (measure_peak_flops(dtype, device=acc.device) if self.flops else None)
-        self.history, self.window, self.last_eval, self.resume_from, self.saved_at = [], [], None, resume_from, None
+        self.history, self.last_eval, self.resume_from, self.saved_at = [], None, resume_from, None
         if self.out and acc.is_main_process: self.out.mkdir(parents=True, exist_ok=True)
         if self.out and acc.is_main_process and resume_from is not None: _keep_metrics_until(self.out / "metrics.jsonl", state.step)
         if cfg.log_with: acc.init_trackers("psann_lm", config={k: v for k, v in asdict(cfg).items() if isinstance(v, (int, float, str, bool))})
         self.bar = tqdm(total=total, initial=state.step, desc="training", disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
-        self.t0 = self.t_log = time.perf_counter(); self.tokens_at_log = state.tokens
+        self.t0 = self.t_log = time.perf_counter()
+        self.tokens_at_log, self.paused = state.tokens, 0.0   # paused: seconds since the last log spent not training
 
     def last_checkpoint(self) -> Path|None: return (checkpoints(self.cfg.output_dir) or [None])[-1] if self.out else None
 
@@ -365,9 +398,9 @@ class _Run:
         raise FloatingPointError(f"non-finite {what} ({value}) at step {step}; " + (f"the last good checkpoint is {last}" if last else "no checkpoint was saved"))
 
     def stop_nonfinite_grad(self, norm, loss, step:int):
-        "Stop on a non-finite gradient norm, named after its cause: a non-finite loss of this step's micro-batches, else the gradient."
-        bad = [l for l in [*self.window, loss.detach()] if not torch.isfinite(l)]
-        self.stop_nonfinite(*(("training loss", float(bad[0])) if bad else ("gradient norm", float(norm))), step)
+        "Stop on a non-finite gradient norm, named after its cause: a non-finite loss of this step, else the gradient."
+        if not torch.isfinite(loss): self.stop_nonfinite("training loss", float(loss), step)
+        self.stop_nonfinite("gradient norm", float(norm), step)
 
     def lost(self, e:BaseException) -> LostProcessError:
         last = self.last_checkpoint()
@@ -388,51 +421,78 @@ class _Run:
 def loop(self, model, opt, dl, val, lr_fn, stop_at_step):
     acc, cfg, st = self.acc, self.cfg, self.state
     self.model, self.opt, self.val = model, opt, val
-    for g in opt.param_groups: g["lr"] = lr_fn(st.step)
-    while st.step < self.total:
-        dl.set_epoch(st.epoch)
-        batches = acc.skip_first_batches(dl, st.batch_in_epoch) if st.batch_in_epoch else dl
-        if st.batch_in_epoch: batches.set_epoch(st.epoch)
-        for batch in batches:
-            with acc.accumulate(model):
-                out = model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"), document_ids=batch.get("document_ids"))
-                acc.backward(out.loss)
-                norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")) if acc.sync_gradients else None
-                # a non-finite gradient would poison the weights (fp16's scaler skips such steps itself)
-                if norm is not None and cfg.amp != "fp16" and not math.isfinite(norm): self.stop_nonfinite_grad(norm, out.loss, st.step + 1)
-                opt.step(); opt.zero_grad(set_to_none=True)
-            st.batch_in_epoch += 1
-            st.tokens += int(acc.reduce(_target_tokens(batch).to(acc.device), "sum").item())
-            self.window.append(out.loss.detach().float())
-            if acc.sync_gradients:
-                self.after_step(norm)
-                for g in opt.param_groups: g["lr"] = lr_fn(st.step)
-                if st.step >= self.total or st.step == stop_at_step: break
-        else:
+    while st.step < self.total and st.step != stop_at_step:
+        for group in self.step_groups(dl):
+            for g in opt.param_groups: g["lr"] = lr_fn(st.step)
+            loss, norm = self.optimizer_step(model, opt, group)
+            self.after_step(loss, norm)
+            if st.step >= self.total or st.step == stop_at_step: break
+        if st.batch_in_epoch >= len(dl):   # the epoch ran out
             st.epoch, st.batch_in_epoch = st.epoch + 1, 0
             if cfg.eval_interval is None and val is not None and st.step < self.total: self.evaluate(model, val)
-            continue
-        if st.step == stop_at_step and st.step < self.total: return self.finish(model, val, final=False)
-    return self.finish(model, val, final=True)
+    return self.finish(model, val, final=st.step >= self.total)
+
+@patch_to(_Run)
+def step_groups(self, dl):
+    "The micro-batches of each optimizer step left in this epoch: `grad_accum_steps` of them, the last group maybe fewer."
+    st = self.state
+    dl.set_epoch(st.epoch)
+    batches = self.acc.skip_first_batches(dl, st.batch_in_epoch) if st.batch_in_epoch else dl
+    if st.batch_in_epoch: batches.set_epoch(st.epoch)
+    it = iter(batches)
+    while group := list(itertools.islice(it, self.cfg.grad_accum_steps)): yield group
+
+# %% ../nbs/05_trainer.ipynb #693ea869
+@patch_to(_Run)
+def optimizer_step(self, model, opt, group:list) -> tuple:
+    "One step over `group`'s micro-batches; returns the step's token-mean loss (all processes) and gradient norm."
+    acc, cfg, st = self.acc, self.cfg, self.state
+    # 1. the step's target tokens, over every micro-batch and process: one all-reduce
+    n = acc.reduce(sum(count_targets(b["labels"]) for b in group), "sum")
+    loss = torch.zeros((), device=acc.device)
+    for i, b in enumerate(group):
+        # 2. each micro-batch: its summed token loss / n; gradients are all-reduced only after the last one
+        with contextlib.nullcontext() if i == len(group) - 1 else acc.no_sync(model):
+            out = model(b["input_ids"], labels=b["labels"], attention_mask=b.get("attention_mask"),
+                        document_ids=b.get("document_ids"), num_items_in_batch=n.clamp_min(1))
+            acc.backward(out.loss * acc.num_processes)   # undo data parallelism's mean over processes
+        loss += out.loss.detach()
+    # 3. clip, check, step
+    norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+    loss = acc.reduce(loss, "sum")
+    # a non-finite gradient would poison the weights (fp16's scaler skips such steps itself)
+    if cfg.amp != "fp16" and not math.isfinite(norm): self.stop_nonfinite_grad(norm, loss, st.step + 1)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    st.batch_in_epoch += len(group)
+    st.tokens += int(n)
+    return loss, norm
 
 # %% ../nbs/05_trainer.ipynb #bc87ba33
 @patch_to(_Run)
-def after_step(self, norm):
+def after_step(self, loss, norm):
     acc, cfg, st = self.acc, self.cfg, self.state
     st.step += 1
-    loss = acc.reduce(torch.stack(self.window).mean(), "mean").item(); self.window = []
+    loss = loss.item()
     if not math.isfinite(loss): self.stop_nonfinite("training loss", loss, st.step)
-    self.bar.update(1); self.bar.set_postfix(loss=f"{loss:.3f}")
-    if st.step % cfg.log_interval == 0 or st.step == self.total:
-        now = time.perf_counter()
-        tps = (st.tokens - self.tokens_at_log) / max(now - self.t_log, 1e-9)
-        rec = dict(step=st.step, epoch=st.epoch, tokens=st.tokens, loss=loss, perplexity=math.exp(min(loss, 700)),
-                   lr=self.lr_now(), grad_norm=float(norm) if norm is not None else None, tokens_per_s=tps,
-                   mfu=tps * self.flops / self.peak if self.flops and self.peak else None,
-                   elapsed_s=now - self.t0, memory_mb=memory_mb(acc.device))
-        self.record(rec); self.t_log, self.tokens_at_log = now, st.tokens
+    self.bar.update(1)
+    self.bar.set_postfix(loss=f"{loss:.3f}")
+    if st.step % cfg.log_interval == 0 or st.step == self.total: self.log(loss, norm)
     if cfg.eval_interval and st.step % cfg.eval_interval == 0 and self.val is not None: self.evaluate(self.model, self.val)
-    if cfg.save_interval and st.step % cfg.save_interval == 0: _save_checkpoint(acc, cfg, st); self.saved_at = st.step
+    if cfg.save_interval and st.step % cfg.save_interval == 0: self.save()
+
+@patch_to(_Run)
+def log(self, loss:float, norm):
+    "Record a training step: tokens/s over the time spent training since the last record (evaluation and saving left out)."
+    st, now = self.state, time.perf_counter()
+    train_s = max(now - self.t_log - self.paused, 1e-9)
+    tps = (st.tokens - self.tokens_at_log) / train_s                  # all processes
+    per_device = tps / self.acc.num_processes
+    self.record(dict(step=st.step, epoch=st.epoch, tokens=st.tokens, loss=loss, perplexity=math.exp(min(loss, 700)),
+                     lr=self.lr_now(), grad_norm=float(norm) if norm is not None else None, tokens_per_s=tps,
+                     mfu=per_device * self.flops / self.peak if self.flops and self.peak else None,
+                     train_s=train_s, elapsed_s=now - self.t0, memory_mb=memory_mb(self.acc.device)))
+    self.t_log, self.tokens_at_log, self.paused = now, st.tokens, 0.0
 
 @patch_to(_Run)
 def lr_now(self): return self.opt.param_groups[0]["lr"]
@@ -440,16 +500,27 @@ def lr_now(self): return self.opt.param_groups[0]["lr"]
 # %% ../nbs/05_trainer.ipynb #84dbcb13
 @patch_to(_Run)
 def evaluate(self, model, val):
+    t = time.perf_counter()
     res = evaluate(model, val, self.acc, self.bs, self.cfg.eval_tokens)
+    eval_s = time.perf_counter() - t
+    self.paused += eval_s
     self.last_eval = res
     self.record(dict(step=self.state.step, epoch=self.state.epoch, tokens=self.state.tokens, val_loss=res["loss"],
-                     val_perplexity=res["perplexity"], val_tokens=res["tokens"]))
+                     val_perplexity=res["perplexity"], val_tokens=res["tokens"], eval_s=eval_s))
     return res
+
+@patch_to(_Run)
+def save(self):
+    "Write a checkpoint of this step; its time does not count as training time."
+    t = time.perf_counter()
+    _save_checkpoint(self.acc, self.cfg, self.state)
+    self.saved_at = self.state.step
+    self.paused += time.perf_counter() - t
 
 @patch_to(_Run)
 def finish(self, model, val, final:bool) -> dict:
     if final and val is not None and (self.last_eval is None or self.history[-1].get("val_loss") is None): self.evaluate(model, val)
-    if self.out and self.saved_at != self.state.step: _save_checkpoint(self.acc, self.cfg, self.state)   # not twice for one step
+    if self.out and self.saved_at != self.state.step: self.save()   # not twice for one step
     self.bar.close()
     if self.cfg.log_with: self.acc.end_training()
     train_recs = [r for r in self.history if "loss" in r]

@@ -142,13 +142,59 @@ def generate_ids(self,
     pad = self.tokenizer.pad_id if self.tokenizer is not None else 0
     return generate_tokens(self.net, input_ids, attention_mask, max_new_tokens, SamplingConfig(**sampling), eos, pad, gen, stop, on_token=on_token)
 
+# %% ../nbs/07_api.ipynb #f76cdc69
+class _StopStrings:
+    "Stop strings as decoding needs them: the rule ending a row, the cut, what is settled."
+    def __init__(self,
+                 stop,      # a string, a list of strings, or None
+                 tokenizer, # decodes the new ids (the model's `Tokenizer`)
+                ):
+        stops = [stop] if isinstance(stop, str) else [] if stop is None else None
+        if isinstance(stop, (list, tuple)): stops = list(stop)
+        if stops is None or not all(isinstance(s, str) and s for s in stops):
+            raise ValueError(f"stop must be a string, a list of strings or None, "
+                             f"got {stop!r:.80}; each stop string must be non-empty")
+        self.stops, self.tokenizer = stops, tokenizer
+
+    def __len__(self): return len(self.stops)
+
+    def text(self, ids) -> str:
+        "The text of a row's new `ids` (list or 1-D tensor), without padding or special tokens."
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        pad = self.tokenizer.pad_id
+        return self.tokenizer.decode([i for i in ids if i != pad], skip_special_tokens=True)
+
+# %% ../nbs/07_api.ipynb #530cc93e
+@patch_to(_StopStrings)
+def cut(self, text:str) -> str:
+    "`text` before its first stop string (all of it when it holds none)."
+    return text[:min((text.index(s) for s in self.stops if s in text), default=len(text))]
+
+@patch_to(_StopStrings)
+def __call__(self,
+             row:int,          # the row of the batch (every row has the same stop strings)
+             ids:torch.Tensor, # its new ids so far
+            ) -> bool:
+    "`generate_tokens`'s `stop` rule: whether the row's new text holds a stop string."
+    return len(self.cut(text := self.text(ids))) < len(text)
+
+# %% ../nbs/07_api.ipynb #e641cace
+@patch_to(_StopStrings)
+def settled(self, text:str) -> str:
+    "The part of `text` so far that no later token can change or cut: what `stream` shows."
+    if len(cut := self.cut(text)) < len(text): return cut
+    text = text.rstrip("\ufffd")                                  # an unfinished UTF-8 character
+    starts = [n for s in self.stops for n in range(1, len(s)) if text.endswith(s[:n])]
+    held = max(starts, default=0)                            # a tail that may begin a stop string
+    return text[:len(text) - held]
+
 # %% ../nbs/07_api.ipynb #53f444ec
 @patch_to(psannLM)
 def generate(self,
              prompt:str|list[str],          # a prompt, or a list of prompts generated together (left-padded)
              max_new_tokens:int=64,         # tokens to generate per prompt, at most
              temperature:float=1.0,         # divides the logits; 0 = greedy
-             top_k:int|None=None,           # sample among the k most likely tokens
+             top_k:int|None=None,           # sample among the k most likely (and k-th ties)
              top_p:float|None=None,         # sample among the most likely tokens up to this probability mass
              min_p:float|None=None,         # drop tokens less likely than this fraction of the most likely one
              repetition_penalty:float=1.0,  # > 1 discourages tokens already in the text
@@ -161,46 +207,43 @@ def generate(self,
     prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r:.80}")
-    stops = [stop] if isinstance(stop, str) else list(stop) if isinstance(stop, (list, tuple)) else [] if stop is None else None
-    if stops is None or not all(isinstance(s, str) and s for s in stops):
-        raise ValueError(f"stop must be a string, a list of strings or None, got {stop!r:.80}; each stop string must be non-empty")
+    stops = _StopStrings(stop, self.tokenizer)
     batch, mask = self._encode_prompts(prompts)
-    text_of = lambda ids: self.tokenizer.decode([i for i in ids.tolist() if i != self.tokenizer.pad_id], skip_special_tokens=True)
-    until = (lambda r, ids: any(s in text_of(ids) for s in stops)) if stops else None
-    new = self.generate_ids(batch, mask, max_new_tokens, seed, eos_token_id, until, temperature=temperature, top_k=top_k,
-                            top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, do_sample=do_sample)
-    outs = []
-    for row in new:
-        text = text_of(row)
-        cut = min((text.index(s) for s in stops if s in text), default=len(text))
-        outs.append(text[:cut])
+    new = self.generate_ids(batch, mask, max_new_tokens, seed, eos_token_id, stops or None,
+                            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                            repetition_penalty=repetition_penalty, do_sample=do_sample)
+    outs = [stops.cut(stops.text(row)) for row in new]
     return outs[0] if isinstance(prompt, str) else outs
 
 # %% ../nbs/07_api.ipynb #cfd41bd2
 @patch_to(psannLM)
 def stream(self,
-           prompt:str,            # one prompt
-           max_new_tokens:int=64, # tokens to generate, at most
-           **kwargs,              # `generate_ids`'s other settings: seed, eos_token_id and the sampling settings
+           prompt:str,                   # one prompt
+           max_new_tokens:int=64,        # tokens to generate, at most
+           stop:str|list[str]|None=None, # strings that end the text (cut from it)
+           **kwargs,                     # seed, eos_token_id, sampling settings: as `generate`
           ):
-    "Yield the continuation of `prompt` in pieces as tokens are produced (same settings as `generate`)."
+    "Yield the continuation of `prompt` piece by piece; the pieces join to `generate`'s text."
     import queue, threading
+    stops = _StopStrings(stop, self.tokenizer)
     batch, mask = self._encode_prompts([prompt])
     q, ids, errors = queue.Queue(), [], []
     def on_token(nxt, done):
         if not done[0]: q.put(int(nxt[0]))
     def work():
-        try: self.generate_ids(batch, mask, max_new_tokens, on_token=on_token, **kwargs)
+        try: self.generate_ids(batch, mask, max_new_tokens, stop=stops or None, on_token=on_token,
+                               **kwargs)
         except BaseException as e: errors.append(e)     # re-raised in the caller's thread below
         finally: q.put(None)
     threading.Thread(target=work, daemon=True).start()
     sent = ""
     while (tok := q.get()) is not None:
         ids.append(tok)
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"): continue          # an incomplete UTF-8 sequence: wait for the rest
-        if len(text) > len(sent): yield text[len(sent):]; sent = text
+        if len(shown := stops.settled(stops.text(ids))) > len(sent):
+            yield shown[len(sent):]
+            sent = shown
     if errors: raise errors[0]
+    if len(text := stops.cut(stops.text(ids))) > len(sent): yield text[len(sent):]  # held back
 
 # %% ../nbs/07_api.ipynb #a93f0ce3
 FORMAT = "psann_lm/1"

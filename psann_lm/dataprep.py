@@ -4,7 +4,9 @@
 
 # %% ../nbs/04_dataprep.ipynb #07d82db0
 from __future__ import annotations
-import ast, codecs, contextlib, glob as globlib, hashlib, json, os, shutil, sysconfig, time, uuid, warnings
+import ast, codecs, contextlib, glob as globlib, hashlib, json, math, os, re, shutil, sysconfig, time, uuid
+import warnings
+from array import array
 from pathlib import Path
 from typing import Iterator
 
@@ -16,10 +18,12 @@ from tqdm import tqdm
 
 from .sine import cache_root
 from .tokenizer import BACKENDS, Tokenizer, check_train_settings, load_tokenizer, train_tokenizer
+from .tokenizer import with_eos
 
 # %% auto #0
-__all__ = ['PIECE_CHARS', 'ERRORS', 'FORMAT_VERSION', 'document_ids', 'Corpus', 'make_corpus', 'default_corpus', 'ShardWriter',
-           'TokenStream', 'window_item', 'PackedWindows', 'DocumentWindows', 'in_validation', 'prepare_corpus',
+__all__ = ['PIECE_CHARS', 'ERRORS', 'UNREAD_FORMATS', 'MAGIC', 'FORMAT_VERSION', 'MIN_HELD_OUT', 'document_ids', 'Corpus',
+           'check_format', 'make_corpus', 'default_corpus', 'ShardWriter', 'TokenStream', 'window_item',
+           'PackedWindows', 'DocumentWindows', 'in_validation', 'plan_split', 'split_pieces', 'prepare_corpus',
            'psannLMDataPrep']
 
 # %% ../nbs/04_dataprep.ipynb #11773b18
@@ -99,6 +103,7 @@ def fingerprint(self) -> str:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
                 h.update(chunk)
+                if (nul := chunk.find(b"\x00")) >= 0: raise _binary(path, offset + nul)
                 if self.errors == "strict":
                     try: dec.decode(chunk)
                     except UnicodeDecodeError as e:
@@ -110,6 +115,50 @@ def fingerprint(self) -> str:
             except UnicodeDecodeError: raise ValueError(f"{path}: ends inside a UTF-8 character (byte {offset}); fix the file or pass errors='replace'") from None
         h.update(str(path.name).encode() + b"\x00")
     return h.hexdigest()
+
+# %% ../nbs/04_dataprep.ipynb #0ddcad1b
+UNREAD_FORMATS = {".jsonl": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON", ".parquet": "Parquet",
+                  ".arrow": "Arrow", ".feather": "Arrow", ".gz": "gzip-compressed", ".xz": "xz-compressed",
+                  ".zst": "Zstandard-compressed", ".bz2": "bzip2-compressed", ".zip": "zip"}
+MAGIC = {b"PAR1": "Parquet", b"ARROW1": "Arrow", b"\x1f\x8b": "gzip-compressed", b"\xfd7zXZ\x00": "xz-compressed",
+         b"\x28\xb5\x2f\xfd": "Zstandard-compressed", b"PK\x03\x04": "zip",
+         **{b"BZh%d" % i: "bzip2-compressed" for i in range(1, 10)}}
+
+def _binary(path, offset:int) -> ValueError:
+    return ValueError(f"{path}: binary content (a NUL byte at byte {offset}): not UTF-8 text, whatever "
+                      "errors= says; if it is UTF-16 text, convert it to UTF-8")
+
+def check_format(path:Path, # a file of the corpus
+                ):
+    "Refuse a file that is not plain text, by its extension or its first bytes, naming the format."
+    with open(path, "rb") as f: head = f.read(1 << 13)
+    by_content = (k for magic, k in MAGIC.items() if head.startswith(magic))
+    if kind := UNREAD_FORMATS.get(path.suffix.lower()) or next(by_content, None):
+        raise ValueError(f"{path}: a {kind} file, which psann_lm does not read yet (only plain UTF-8 "
+                         "text); convert it to a .txt file meanwhile (doc_sep= can split it into "
+                         "documents)")
+    if b"\x00" in head: raise _binary(path, head.index(b"\x00"))
+
+# %% ../nbs/04_dataprep.ipynb #f9e9bf53
+_PATHLIKE = re.compile(r"\S*(/|\.[A-Za-z0-9]{1,8}$|[*?\[])\S*")
+
+def _names_files(s:str) -> bool:
+    "Whether string `s` names an existing file, or is a glob that matches one."
+    if len(s) > 4096 or "\n" in s: return False
+    if os.path.isfile(s): return True
+    if not any(c in s for c in "*?["): return False
+    return any(os.path.isfile(p) for p in globlib.iglob(s, recursive=True))
+
+def _strings_are_files(data:list[str]) -> bool:
+    "Whether a list of strings names files (True) or holds texts (False); a ValueError if it half does."
+    if not (_names_files(data[0]) or all(_PATHLIKE.fullmatch(s) for s in data)): return False
+    missing = [i for i, s in enumerate(data) if not _names_files(s)]
+    if not missing: return True
+    i = missing[0]
+    raise ValueError(f"item {i} ({data[i]!r:.80}) names no file, while the list looks like file names "
+                     f"({len(data) - len(missing)} of {len(data)} name files): fix the path, or say what "
+                     "the list holds: psannLMDataPrep.from_files(...) (as_files=True) or "
+                     "psannLMDataPrep.from_texts(...) (as_files=False)")
 
 # %% ../nbs/04_dataprep.ipynb #e04fb643
 def _files(spec) -> list[Path]:
@@ -128,7 +177,7 @@ def _check_reading(doc_sep, errors):
     if doc_sep is not None and (not isinstance(doc_sep, str) or not doc_sep): raise ValueError(f"doc_sep must be a non-empty string or None, got {doc_sep!r}")
 
 def make_corpus(data,                    # a list of texts, a path, a glob, or a list of paths
-                as_files:bool|None=None, # True: strings are paths or globs; False: texts; None: decided by type
+                as_files:bool|None=None, # True: paths or globs; False: texts; None: by type and content
                 doc_sep:str|None=None,   # split files into documents at this string
                 errors:str="strict",     # undecodable bytes in files: "strict", "replace" or "ignore"
                ) -> Corpus:
@@ -142,12 +191,13 @@ def make_corpus(data,                    # a list of texts, a path, a glob, or a
         if not isinstance(x, (str, Path)): raise ValueError(f"item {i} is a {type(x).__name__}, not a string or a path: {x!r:.60}")
     if as_files is None:
         if all(isinstance(x, Path) for x in data): as_files = True
-        elif all(isinstance(x, str) for x in data): as_files = False
+        elif all(isinstance(x, str) for x in data): as_files = _strings_are_files(data)
         else: raise ValueError("the list mixes strings (texts) and Paths (files); use from_texts or from_files to say which")
     if not as_files:
         if not any(data): raise ValueError(f"all {len(data)} texts are empty")
         return Corpus(texts=[str(x) for x in data], doc_sep=doc_sep, errors=errors)
     paths = [p for spec in data for p in _files(spec)]
+    for p in paths: check_format(p)
     if sum(p.stat().st_size for p in paths) == 0: raise ValueError(f"all {len(paths)} files are empty")
     return Corpus(paths=paths, doc_sep=doc_sep, errors=errors)
 
@@ -301,7 +351,7 @@ class DocumentWindows(Dataset):
         return window_item(self.stream.slice(start, min(start + self.L + 1, int(self.ends[d]))), self.L, self.pad_id, with_mask=True)
 
 # %% ../nbs/04_dataprep.ipynb #f38e5bb1
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: the split by spans when documents are too few
 
 def in_validation(doc_index:int,    # the document's position in the corpus
                   seed:int,         # the split's seed
@@ -312,18 +362,108 @@ def in_validation(doc_index:int,    # the document's position in the corpus
     h = hashlib.blake2b(f"{seed}:{doc_index}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") / 2 ** 64 < val_split
 
+# %% ../nbs/04_dataprep.ipynb #2a90d5f5
+MIN_HELD_OUT = 5   # split by documents only when this many are expected in validation
+_BREAK = re.compile(r"\n(?:[^\S\n]*\n)*")   # a run of line ends, blank lines included
+
+def _cut_spans(pieces, k:int) -> Iterator[tuple[int, int, str, bool]]:
+    "(doc, span, text, ends_the_document): pieces cut after each run of >= k line ends following text."
+    span, doc_now, run, has_text = -1, None, 0, False
+    for doc, piece, last in pieces:
+        if doc != doc_now: span, doc_now, run, has_text = span + 1, doc, 0, False
+        start = pos = 0
+        for m in [*_BREAK.finditer(piece), None]:
+            end = m.start() if m else len(piece)
+            if piece[pos:end].strip():      # text after the run: a new span if the run was long enough
+                if run >= k and has_text:
+                    if pos > start: yield doc, span, piece[start:pos], False
+                    span, start = span + 1, pos
+                run, has_text = 0, True
+            if m: run, pos = run + m.group().count("\n"), m.end()
+        if piece[start:] or last: yield doc, span, piece[start:], last
+
+# %% ../nbs/04_dataprep.ipynb #be3db4c3
+def _span_lengths(corpus:Corpus, k:int) -> np.ndarray:
+    lengths = array("q")
+    for _, span, text, _ in _cut_spans(corpus.pieces(), k):
+        if span == len(lengths): lengths.append(0)
+        lengths[span] += len(text)
+    return np.asarray(lengths, dtype=np.int64)
+
+def _pick_spans(lengths:np.ndarray, val_split:float, seed:int) -> np.ndarray:
+    "Spans to hold out: a seeded order, cut where its characters come nearest `val_split` of all."
+    order = np.random.default_rng(seed % 2**64).permutation(len(lengths))
+    cum, target = np.cumsum(lengths[order]), val_split * lengths.sum()
+    m = int(np.searchsorted(cum, target))           # spans strictly under the target
+    if m < len(cum) and (m == 0 or cum[m] - target < target - cum[m - 1]): m += 1
+    held = np.zeros(len(lengths), bool)
+    held[order[:min(max(m, 1), len(lengths) - 1)]] = True
+    return held
+
+# %% ../nbs/04_dataprep.ipynb #616e5bb7
+def _doc_count(corpus:Corpus) -> Iterator[int]:
+    "Document indices in order, read as little as possible: only files split by doc_sep are read."
+    if corpus.paths is None: return iter(range(sum(map(bool, corpus.texts))))
+    if corpus.doc_sep is None: return iter(range(sum(p.stat().st_size > 0 for p in corpus.paths)))
+    return (doc for doc, _, last in corpus.pieces() if last)
+
+def plan_split(corpus:Corpus,    # the documents
+               val_split:float,  # fraction held out for validation
+               seed:int,         # seeds the choice
+              ) -> dict:
+    "How `val_split` is honoured on `corpus`: by documents if they are enough, else paragraphs or lines."
+    plan = dict(by="none", val_split=val_split, seed=seed)
+    if val_split <= 0: return plan
+    need, n, val = math.ceil(MIN_HELD_OUT / val_split), 0, 0
+    for doc in _doc_count(corpus):
+        n, val = n + 1, val + in_validation(doc, seed, val_split)
+        if n >= need and 0 < val < n: return {**plan, "by": "documents"}
+    for by, k in (("paragraphs", 2), ("lines", 1)):
+        lengths = _span_lengths(corpus, k)
+        if len(lengths) * val_split >= MIN_HELD_OUT: break
+    if len(lengths) < 2:
+        raise ValueError(f"val_split={val_split} cannot be honoured: the corpus is a single line "
+                         f"({lengths.sum():,} characters), with no document, paragraph or line boundary "
+                         "to hold a part out at; give more text, or val_split=0 (and fit(..., val_data=) "
+                         "for a separate validation set)")
+    held = _pick_spans(lengths, val_split, seed)
+    return {**plan, "by": by, "k": k, "spans": len(lengths), "held": held, "held_spans": int(held.sum()),
+            "chars": int(lengths.sum()), "held_chars": int(lengths[held].sum())}
+
+# %% ../nbs/04_dataprep.ipynb #d33f8f39
+def split_pieces(corpus:Corpus, # the documents
+                 plan:dict,     # from `plan_split`
+                ) -> Iterator[tuple[int, str, bool, bool]]:
+    "(document, piece, ends_the_document, held_out); by spans, a run of them on one side is a document."
+    if plan["by"] in ("none", "documents"):
+        for doc, piece, last in corpus.pieces():
+            val = plan["by"] == "documents" and in_validation(doc, plan["seed"], plan["val_split"])
+            yield doc, piece, last, val
+        return
+    doc, prev = 0, None
+    for _, span, text, last in _cut_spans(corpus.pieces(), plan["k"]):
+        val = bool(plan["held"][span])
+        if prev is not None:
+            ends = prev[1] or prev[2] != val
+            yield doc, prev[0], ends, prev[2]
+            doc += ends
+        prev = (text, last, val)
+    if prev is not None: yield doc, prev[0], True, prev[2]
+
 # %% ../nbs/04_dataprep.ipynb #25edd5a1
-def _encode_into(corpus:Corpus, tok:Tokenizer, writers:dict, seed:int, val_split:float, progress:bool, batch_chars:int=1 << 20):
+def _encode_into(corpus:Corpus, tok:Tokenizer, writers:dict, plan:dict, progress:bool,
+                 batch_chars:int=1 << 20):
     bar = tqdm(total=corpus.n_bytes, unit="B", unit_scale=True, desc="tokenizing", delay=2, disable=not progress)
     batch, size, last_doc = [], 0, -1
     def flush():
         nonlocal last_doc
-        ids = document_ids(tok, tok.encode_batch([p for _, p, _ in batch]), [last for *_, last in batch])
-        for (doc, _, _), piece_ids in zip(batch, ids):
-            writers["val" if in_validation(doc, seed, val_split) else "train"].add(piece_ids, doc != last_doc)
+        pieces, lasts = [p for _, p, _, _ in batch], [last for _, _, last, _ in batch]
+        ids = document_ids(tok, tok.encode_batch(pieces), lasts)
+        for (doc, _, _, val), piece_ids in zip(batch, ids):
+            writers["val" if val else "train"].add(piece_ids, doc != last_doc)
             last_doc = doc
         batch.clear()
-    for item in corpus.pieces():
+    for item in split_pieces(corpus, plan):
         batch.append(item); size += len(item[1])
         bar.update(len(item[1].encode("utf-8", "surrogatepass")) if corpus.paths is not None else len(item[1]))
         if size >= batch_chars or len(batch) >= 4096: flush(); size = 0
@@ -339,35 +479,44 @@ def prepare_corpus(corpus:Corpus,                    # the documents
                    tokenizer:str|Path|Tokenizer="auto", # a backend to train, a Tokenizer, or a path to load one from
                    vocab_size:int=8192,              # for a trained tokenizer: an upper bound
                    min_frequency:int|None=None,      # bpe / wordpiece training: least count of a merged pair
-                   val_split:float=0.0,              # fraction of documents held out for validation
-                   seed:int=1337,                    # seeds the document split
+                   val_split:float=0.0,              # fraction held out for validation (see `plan_split`)
+                   seed:int=1337,                    # seeds the split
                    cache_dir:str|Path|None=None,     # the cache root; None = $PSANN_LM_CACHE/data
                    progress:bool=True,               # show a progress bar when preparation takes more than 2 s
+                   eos_token:str|None=None,          # a prebuilt tokenizer's end token (see `with_eos`)
                   ) -> tuple[Path, bool]:
     "Tokenize `corpus` into cached shards; return (directory, whether an earlier preparation was reused)."
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "data"
-    if isinstance(tokenizer, Tokenizer): tok, recipe = tokenizer, dict(fingerprint=tokenizer.fingerprint)
-    elif _is_tokenizer_path(tokenizer):
-        tok = load_tokenizer(tokenizer); recipe = dict(fingerprint=tok.fingerprint)
-    else: tok, recipe = None, dict(train=check_train_settings(tokenizer, vocab_size, min_frequency), vocab_size=vocab_size, min_frequency=min_frequency)
+    if isinstance(tokenizer, Tokenizer): tok = with_eos(tokenizer, eos_token)
+    elif _is_tokenizer_path(tokenizer): tok = load_tokenizer(tokenizer, eos_token=eos_token)
+    elif eos_token is not None:
+        raise ValueError(f"eos_token={eos_token!r} applies to a prebuilt tokenizer (a path or a "
+                         f"Tokenizer); a trained one ({tokenizer!r}) always has <|eos|>")
+    else: tok = None
+    if tok is not None: recipe = dict(fingerprint=tok.fingerprint, eos=tok.eos_id, pad=tok.pad_id)
+    else:
+        recipe = dict(train=check_train_settings(tokenizer, vocab_size, min_frequency),
+                      vocab_size=vocab_size, min_frequency=min_frequency)
     key = hashlib.sha256(json.dumps(dict(format=FORMAT_VERSION, corpus=corpus.fingerprint(), tokenizer=recipe,
                                          val_split=val_split, seed=seed), sort_keys=True).encode()).hexdigest()[:24]
     out = root / key
     if (out / "meta.json").exists(): return out, True
+    plan = plan_split(corpus, val_split, seed)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)
     tmp = root / f"{key}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         if tok is None:
-            train_pieces = (piece for doc, piece, _ in corpus.pieces() if not in_validation(doc, seed, val_split))
+            train_pieces = (piece for _, piece, _, val in split_pieces(corpus, plan) if not val)
             tok = train_tokenizer(train_pieces, recipe["train"], vocab_size, min_frequency)
         tok.save(tmp / "tokenizer")
         dtype = "uint16" if tok.vocab_size <= 1 << 16 else "uint32"
         writers = {s: ShardWriter(tmp, s, dtype) for s in ("train", "val")}
-        _encode_into(corpus, tok, writers, seed, val_split, progress)
+        _encode_into(corpus, tok, writers, plan, progress)
         meta = dict(format=FORMAT_VERSION, key=key, vocab_size=tok.vocab_size, tokenizer_fingerprint=tok.fingerprint,
                     eos_id=tok.eos_id, pad_id=tok.pad_id, dtype=dtype, val_split=val_split, seed=seed, corpus=repr(corpus),
+                    split={k: v for k, v in plan.items() if k != "held"},
                     splits={s: w.close() for s, w in writers.items()})
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         try: os.replace(tmp, out)
@@ -388,13 +537,13 @@ def _remove_stale(root:Path, max_age_s:float=86400):
 # %% ../nbs/04_dataprep.ipynb #7a78aafa
 class psannLMDataPrep:
     "Texts, files or globs → tokenizer → memory-mapped token shards → packed (or per-document) training windows."
-    def __init__(self, data,                           # list of texts, a path, a glob, or a list of Paths
+    def __init__(self, data,                           # list of texts, a path, a glob, or a list of paths
                  tokenizer:str|Path|Tokenizer="auto",  # "auto" | a backend name | a Tokenizer | a path to one
                  vocab_size:int=8192,                  # for a trained tokenizer: an upper bound
                  max_length:int=1024,                  # tokens per training sequence (windows hold max_length + 1)
                  pack_sequences:bool=True,             # pack documents into full windows (False: per-document windows)
-                 val_split:float=0.0,                  # fraction of documents held out for validation, in [0, 1)
-                 seed:int=1337,                        # seeds the document split
+                 val_split:float=0.0,                  # fraction held out for validation, in [0, 1)
+                 seed:int=1337,                        # seeds the validation split
                  cache_dir:str|Path|None=None,         # where shards go; default $PSANN_LM_CACHE/data (~/.cache/psann_lm/data)
                  min_frequency:int|None=None,          # bpe / wordpiece training: least count of a merged pair
                  doc_masking:bool=False,               # packed windows carry document_ids so documents do not see each other
@@ -402,23 +551,26 @@ class psannLMDataPrep:
                  errors:str="strict",                  # undecodable bytes in files: "strict" (error), "replace", "ignore"
                  progress:bool=True,                   # show a progress bar when preparation takes more than 2 s
                  as_files:bool|None=None,              # how to read `data`: None by type (see make_corpus)
-                 tokenizer_model_path:str|Path|None=None): # a prebuilt tokenizer.json / .model / saved directory (same as passing it as `tokenizer`)
+                 tokenizer_model_path:str|Path|None=None, # a prebuilt tokenizer.json / .model / saved directory (same as passing it as `tokenizer`)
+                 eos_token:str|None=None):             # a prebuilt tokenizer's end token (see with_eos)
         if tokenizer_model_path is not None:
             if not (isinstance(tokenizer, str) and tokenizer == "auto"): raise ValueError("give either tokenizer= or tokenizer_model_path=, not both")
             tokenizer = Path(tokenizer_model_path)
         _check_args(max_length=max_length, val_split=val_split, seed=seed, vocab_size=vocab_size, pack_sequences=pack_sequences, doc_masking=doc_masking,
-                    progress=progress, cache_dir=cache_dir)
+                    progress=progress, cache_dir=cache_dir, eos_token=eos_token)
         if not isinstance(tokenizer, (str, Path, Tokenizer)):
             raise ValueError(f"tokenizer must be 'auto', a backend name, a Tokenizer or a path, got {type(tokenizer).__name__}")
         corpus = make_corpus(data, as_files, doc_sep, errors)
-        self.directory, self.reused = prepare_corpus(corpus, tokenizer, vocab_size, min_frequency, val_split, seed, cache_dir, progress)
+        self.directory, self.reused = prepare_corpus(corpus, tokenizer, vocab_size, min_frequency, val_split,
+                                                     seed, cache_dir, progress, eos_token)
         self.meta = json.loads((self.directory / "meta.json").read_text())
         self.tokenizer = load_tokenizer(self.directory / "tokenizer")
         self.max_length, self.pack_sequences, self.doc_masking = max_length, pack_sequences, doc_masking
         self._make_datasets(val_split)
 
 # %% ../nbs/04_dataprep.ipynb #4b10624f
-def _check_args(max_length=1024, val_split=0.0, seed=1337, vocab_size=8192, pack_sequences=True, doc_masking=False, progress=True, cache_dir=None):
+def _check_args(max_length=1024, val_split=0.0, seed=1337, vocab_size=8192, pack_sequences=True,
+                doc_masking=False, progress=True, cache_dir=None, eos_token=None):
     "Check psannLMDataPrep's settings before anything is read or written (the CLI checks a YAML `data:` section with it too)."
     for name, v in (("pack_sequences", pack_sequences), ("doc_masking", doc_masking), ("progress", progress)):
         if not isinstance(v, bool): raise ValueError(f"{name} must be true or false, got {v!r}")
@@ -433,6 +585,8 @@ def _check_args(max_length=1024, val_split=0.0, seed=1337, vocab_size=8192, pack
     if not isinstance(seed, int) or isinstance(seed, bool): raise ValueError(f"seed must be an int, got {seed!r}")
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1: raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
     if doc_masking and not pack_sequences: raise ValueError("doc_masking applies to packed windows; per-document windows (pack_sequences=False) never mix documents")
+    if eos_token is not None and (not isinstance(eos_token, str) or not eos_token):
+        raise ValueError(f"eos_token must be a non-empty string or None, got {eos_token!r}")
 
 @patch_to(psannLMDataPrep)
 def _make_datasets(self, val_split):
@@ -445,9 +599,9 @@ def _make_datasets(self, val_split):
                       "it gives one padded window (labels -100 on the padding)", stacklevel=3)
     self.dataset = self._windows(train)
     val = TokenStream(self.directory, splits["val"], self.meta["dtype"])
-    if val_split > 0 and len(val) == 0:
-        warnings.warn(f"val_split={val_split} put no document into validation ({splits['train']['documents']} documents in all); "
-                      "no validation set", stacklevel=3)
+    if val_split > 0 and len(val) < 2:    # plan_split holds text out: only a tokenizer dropping it all gets here
+        raise ValueError(f"val_split={val_split} held out {_split_words(self.meta)}, which tokenizes to "
+                         f"{len(val)} token(s); give more text or a larger val_split")
     self.val_dataset = self._windows(val) if len(val) >= 2 else None
 
 @patch_to(psannLMDataPrep)
@@ -494,9 +648,19 @@ def from_files(cls,
     "Prepare files: a path, a glob, or a list of them."
     return cls([paths] if isinstance(paths, (str, Path)) else list(paths), as_files=True, **kwargs)
 
+def _split_words(meta:dict) -> str:
+    "How the validation split was made, in words."
+    p, s = meta["split"], meta["splits"]
+    if p["by"] == "none": return "no validation split"
+    if p["by"] == "documents":
+        return f"{s['val']['documents']:,} of {s['train']['documents'] + s['val']['documents']:,} documents"
+    share = p["held_chars"] / p["chars"]
+    return f"{p['held_spans']:,} of {p['spans']:,} {p['by']} ({share:.1%} of the characters)"
+
 @patch_to(psannLMDataPrep)
 def __repr__(self):
     s = self.meta["splits"]
     return (f"psannLMDataPrep({self.tokenizer.backend}, vocab {self.vocab_size}, max_length {self.max_length}, "
             f"train {s['train']['tokens']:,} tokens / {len(self.dataset)} windows, "
-            f"val {s['val']['tokens']:,} tokens / {len(self.val_dataset) if self.val_dataset else 0} windows, shards {self.directory.name})")
+            f"val {s['val']['tokens']:,} tokens / {len(self.val_dataset or [])} windows "
+            f"[{_split_words(self.meta)}], shards {self.directory.name})")

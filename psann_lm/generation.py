@@ -33,40 +33,44 @@ def temperature(logits:torch.Tensor, # (B, V) scores
     "Divide logits by temperature `t` (> 0)."
     return logits if t == 1.0 else logits / t
 
+# %% ../nbs/06_generation.ipynb #3df0b02c
 def top_k(logits:torch.Tensor, # (B, V) scores
-          k:int|None,          # tokens kept per row; None keeps all
+          k:int|None,          # the rank whose logit a token must reach; None keeps all
          ) -> torch.Tensor:
-    "Keep the `k` largest logits of each row: exactly k, ties at the k-th value going to the first in `topk`'s order."
+    "Keep the logits at least as large as the `k`-th largest of their row (ties with it included)."
     if k is None or k >= logits.shape[-1]: return logits
-    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(k, dim=-1).indices, True)
-    return logits.masked_fill(~keep, float("-inf"))
+    kth = logits.topk(max(k, 1), dim=-1).values[..., -1:]   # at least one token stays
+    return logits.masked_fill(logits < kth, float("-inf"))
 
+# %% ../nbs/06_generation.ipynb #410e55ed
 def top_p(logits:torch.Tensor, # (B, V) scores
           p:float|None,        # probability mass kept, in (0, 1]; None keeps all
          ) -> torch.Tensor:
-    "Keep the smallest set of most likely tokens whose probability reaches `p` (the crossing token included)."
+    "Keep the fewest most likely tokens whose probability reaches `p` (the crossing one too)."
     if p is None or p >= 1.0: return logits
-    probs, order = logits.double().softmax(-1).sort(dim=-1, descending=True)
-    before = probs.cumsum(-1) - probs                     # mass of the more likely tokens
-    drop_sorted = before >= p - 1e-6
-    drop_sorted[..., 0] = False                            # at least one token
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    ascending, order = torch.sort(logits)        # least likely first; ties in torch.sort's order
+    below = ascending.softmax(-1).cumsum(-1)     # each token's mass and all less likely mass
+    drop = below <= 1 - p                        # in the logits' precision, as Hugging Face does
+    drop[..., -1] = False                        # the most likely token always stays
+    return logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
 
+# %% ../nbs/06_generation.ipynb #0225a457
 def min_p(logits:torch.Tensor, # (B, V) scores
           m:float|None,        # fraction of the top probability a token needs; None keeps all
          ) -> torch.Tensor:
-    "Keep tokens with probability >= `m` times the row's largest probability."
+    "Keep tokens with probability >= `m` times the row's largest, and always the most likely one."
     if m is None or m <= 0: return logits
     probs = logits.softmax(-1)
-    return logits.masked_fill(probs < m * probs.max(-1, keepdim=True).values, float("-inf"))
+    drop = probs < m * probs.amax(-1, keepdim=True)
+    drop = drop.scatter(-1, probs.topk(1, dim=-1).indices, False)
+    return logits.masked_fill(drop, float("-inf"))
 
 # %% ../nbs/06_generation.ipynb #a21706e4
 class SamplingConfig:
     "Sampling settings, checked when made."
     def __init__(self,
                  temperature:float=1.0,         # divides the logits; 0 = greedy
-                 top_k:int|None=None,           # keep the k most likely tokens
+                 top_k:int|None=None,           # keep the k most likely tokens (and k-th ties)
                  top_p:float|None=None,         # keep the most likely tokens up to this probability mass
                  min_p:float|None=None,         # keep tokens at least this fraction as likely as the most likely one
                  repetition_penalty:float=1.0,  # > 1 discourages tokens already in the row

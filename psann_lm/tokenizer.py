@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_tokenizer.ipynb #2a3419f5
 from __future__ import annotations
-import hashlib, io, json, os, shutil, warnings
+import hashlib, io, json, os, shutil, struct, warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -14,7 +14,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'BACKENDS', 'META_FILE', 'Tokenizer', 'HFTokenizer', 'SentencePieceTokenizer', 'train_tokenizer',
-           'check_train_settings', 'check_backend', 'load_tokenizer']
+           'check_train_settings', 'check_backend', 'with_eos', 'load_tokenizer']
 
 # %% ../nbs/03_tokenizer.ipynb #dcb73a72
 SPECIAL_TOKENS = dict(pad="<|pad|>", bos="<|bos|>", eos="<|eos|>", unk="<|unk|>")
@@ -77,6 +77,7 @@ class HFTokenizer(Tokenizer):
                  special_ids:dict):        # ids of "pad", "bos", "eos" and "unk" (None where absent)
         self.tok, self.backend = tok, backend
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (special_ids.get(k) for k in ("pad", "bos", "eos", "unk"))
+        if self.pad_id is None: self.pad_id = self.eos_id
         self._batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # the offset-free fast path where available
 
     def encode_batch(self, texts): return [e.ids for e in self._batch(list(texts), add_special_tokens=False)]
@@ -204,19 +205,82 @@ _ALIASES = dict(eos=("<|eos|>", "<|endoftext|>", "</s>", "<eos>", "[SEP]"), pad=
                 bos=("<|bos|>", "<s>", "<bos>", "[CLS]"), unk=("<|unk|>", "<unk>", "[UNK]"))
 
 def _hf_special_ids(tok:tokenizers.Tokenizer, names:dict, path) -> dict:
+    "Ids of a foreign tokenizer.json's special tokens: named ones, else common spellings, else None."
     ids = {}
     for kind, aliases in _ALIASES.items():
         wanted = [names[kind]] if names.get(kind) else aliases
         found = [tok.token_to_id(w) for w in wanted if tok.token_to_id(w) is not None]
-        if names.get(kind) and not found: raise ValueError(f"{kind}_token={names[kind]!r} is not in the vocabulary of {path}")
+        if names.get(kind) and not found and kind != "eos":    # a missing named end token is added
+            raise ValueError(f"{kind}_token={names[kind]!r} is not in the vocabulary of {path}")
         ids[kind] = found[0] if found else None
-    if ids["eos"] is None: raise ValueError(f"{path} has no end-of-sequence token among {_ALIASES['eos']}; name it with eos_token=")
-    if ids["pad"] is None: ids["pad"] = ids["eos"]
     return ids
+
+# %% ../nbs/03_tokenizer.ipynb #d0d66fed
+def _varint(n:int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n: return bytes(out)
+
+def _field(num:int, payload:bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+def _sp_with_eos(proto:bytes, name:str) -> bytes:
+    "Sentencepiece model `proto` with piece `name` as its end token, appended as a control piece if new."
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    eid = sp.piece_to_id(name)
+    if sp.id_to_piece(eid) != name:                                    # not a piece yet
+        eid = sp.get_piece_size()
+        score, control = b"\x15" + struct.pack("<f", 0.0), b"\x18\x03"
+        proto += _field(1, _field(1, name.encode()) + score + control)    # ModelProto.pieces
+    spec = _varint(42 << 3) + _varint(eid) + _field(47, name.encode())   # TrainerSpec.eos_id, .eos_piece
+    return proto + _field(2, spec)                                       # ModelProto.trainer_spec, merged
+
+# %% ../nbs/03_tokenizer.ipynb #064078a9
+def _eos_missing(source) -> ValueError:
+    return ValueError(f"{source} has no end-of-sequence token (none of {_ALIASES['eos']}), and psann_lm "
+                      "writes one after every document: pass eos_token='<|eos|>' to add one (the vocabulary "
+                      "grows by one), or eos_token= naming one of its own tokens")
+
+def with_eos(tok:Tokenizer,               # a trained or loaded tokenizer (left unchanged)
+             eos_token:str|None=None,     # its end token: one of its own or a new one; None: its own
+             source:str="the tokenizer",  # what messages call it (a file name)
+            ) -> Tokenizer:
+    "`tok` with an end-of-sequence token: `eos_token` (added if new), else its own, else a ValueError."
+    if eos_token is None:
+        if tok.eos_id is None: raise _eos_missing(source)
+        return tok
+    if not isinstance(eos_token, str) or not eos_token:
+        raise ValueError(f"eos_token must be a non-empty string or None, got {eos_token!r}")
+    if isinstance(tok, SentencePieceTokenizer): own, add = tok.sp.id_to_piece, _sp_eos
+    elif isinstance(tok, HFTokenizer): own, add = tok.tok.id_to_token, _hf_eos
+    else: raise ValueError(f"eos_token= applies to tokenizers and sentencepiece, not {type(tok).__name__}")
+    if tok.eos_id is not None and own(tok.eos_id) == eos_token: return tok   # already its end token
+    new = add(tok, eos_token, source)
+    if new.vocab_size > tok.vocab_size:
+        warnings.warn(f"eos_token={eos_token!r} is not in the vocabulary of {source}: added as a new special "
+                      f"token, id {new.eos_id} (the vocabulary is now {new.vocab_size})", stacklevel=2)
+    return new
+
+# %% ../nbs/03_tokenizer.ipynb #9ed6903c
+def _hf_eos(tok:HFTokenizer, name:str, source) -> HFTokenizer:
+    hf = tokenizers.Tokenizer.from_str(tok.tok.to_str())     # a copy
+    if hf.token_to_id(name) is None: hf.add_special_tokens([name])
+    pad = tok.pad_id if tok.pad_id != tok.eos_id else None   # a pad standing in for the end token follows it
+    ids = dict(pad=pad, bos=tok.bos_id, eos=hf.token_to_id(name), unk=tok.unk_id)
+    return HFTokenizer(hf, tok.backend, ids)
+
+def _sp_eos(tok:SentencePieceTokenizer, name:str, source) -> SentencePieceTokenizer:
+    new = SentencePieceTokenizer(_sp_with_eos(tok.proto, name), tok.backend)
+    if new.eos_id is None:
+        raise ValueError(f"eos_token={name!r} is an ordinary piece of {source} (text encodes to it); a "
+                         "sentencepiece end token must be a control piece: name one, or a new token")
+    return new
 
 # %% ../nbs/03_tokenizer.ipynb #6db15bd2
 def load_tokenizer(path,                       # a directory saved by `save`, a tokenizer.json, or a sentencepiece .model
-                   eos_token:str|None=None,    # the end-of-sequence token of a foreign tokenizer.json
+                   eos_token:str|None=None,    # its end token, if not a common spelling (a new name is added)
                    pad_token:str|None=None,    # its padding token (default: a common spelling, else the end token)
                    bos_token:str|None=None,    # its beginning-of-sequence token, if any
                    unk_token:str|None=None,    # its unknown token, if any
@@ -230,13 +294,23 @@ def load_tokenizer(path,                       # a directory saved by `save`, a 
         meta = json.loads((p / META_FILE).read_text())
         if meta.get("model_file") not in ("tokenizer.json", "tokenizer.model") or not (p / meta["model_file"]).exists():
             raise ValueError(f"{p / META_FILE} names a missing or unexpected model file {meta.get('model_file')!r}")
-        if meta["model_file"] == "tokenizer.model": return SentencePieceTokenizer((p / "tokenizer.model").read_bytes(), meta["backend"])
-        return HFTokenizer(tokenizers.Tokenizer.from_file(str(p / "tokenizer.json")), meta["backend"], meta["special_ids"])
-    if p.suffix == ".model":
-        try: return SentencePieceTokenizer(p.read_bytes(), "sentencepiece")
+        model = p / meta["model_file"]
+        if model.suffix == ".model": tok = SentencePieceTokenizer(model.read_bytes(), meta["backend"])
+        else:
+            hf = tokenizers.Tokenizer.from_file(str(model))
+            tok = HFTokenizer(hf, meta["backend"], meta["special_ids"])
+    elif p.suffix == ".model":
+        try: tok = SentencePieceTokenizer(p.read_bytes(), "sentencepiece")
         except RuntimeError as e: raise ValueError(f"{p} is not a valid sentencepiece model: {e}") from None
-    if p.suffix == ".json":
-        try: tok = tokenizers.Tokenizer.from_file(str(p))
+        if tok.eos_id is None and eos_token is None: eos_token = _sp_control_alias(tok.sp)
+    elif p.suffix == ".json":
+        try: hf = tokenizers.Tokenizer.from_file(str(p))
         except Exception as e: raise ValueError(f"{p} is not a valid tokenizers JSON file: {e}") from None
-        return HFTokenizer(tok, "tokenizers", _hf_special_ids(tok, names, p))
-    raise ValueError(f"cannot tell what kind of tokenizer {p} is: expected a directory, a .json or a .model file")
+        tok = HFTokenizer(hf, "tokenizers", _hf_special_ids(hf, names, p))
+    else: raise ValueError(f"cannot tell what kind of tokenizer {p} is: expected a directory, a .json or a .model file")
+    return with_eos(tok, eos_token, str(p))
+
+def _sp_control_alias(sp) -> str|None:
+    "A common spelling of an end token among the control pieces of `sp`, if any."
+    found = (a for a in _ALIASES["eos"] if sp.id_to_piece(i := sp.piece_to_id(a)) == a and sp.is_control(i))
+    return next(found, None)

@@ -266,13 +266,19 @@ def step_memory(net,                # a `DecoderLM` (anything with a psann_lm `c
     mask = batch_size * seq_len ** 2 if masked else 0
     return weights + logits + stream + mask
 
-def device_memory(device) -> int|None:
+def device_memory(device, # a torch device or its name
+                 ) -> int|None:
     "Bytes of memory of `device`: the GPU's total, or the machine's physical memory for a CPU (None if unknown)."
     device = torch.device(device)
     if device.type == "cuda": return torch.cuda.get_device_properties(device).total_memory
     return physical_memory() if device.type == "cpu" else None
 
-def check_step_memory(net, batch_size:int, seq_len:int, device, masked:bool=False):
+def check_step_memory(net,                # a `DecoderLM`
+                      batch_size:int,     # windows per micro-batch, per process
+                      seq_len:int,        # tokens per window
+                      device,             # where the run trains
+                      masked:bool=False,  # whether a (B, T, T) attention mask is built
+                     ):
     "Refuse, with the estimate, a micro-batch that cannot fit in `device`'s memory."
     need, have = step_memory(net, batch_size, seq_len, masked), device_memory(device)
     if have is None or need <= have: return

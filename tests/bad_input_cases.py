@@ -94,6 +94,15 @@ def _prep(data_fn, **kw):
     return lambda: _in_tmp(lambda d: psannLMDataPrep(data_fn(d), **{"vocab_size": 300, "cache_dir": d / "out", "progress": False, **kw}))
 
 
+def _bare_tokenizer(d: Path) -> Path:
+    "A tokenizer.json trained with no special token at all (so without an end token)."
+    import tokenizers
+    from tokenizers import models, trainers
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=100, special_tokens=[], show_progress=False))
+    return _write(d / "bare.json", tok.to_str())
+
+
 def _new_model(**kw):
     from psann_lm import psannLM
     return lambda: psannLM(**kw)
@@ -198,6 +207,11 @@ CASES = [
     Case("data-doc_sep-empty", "an empty document separator", _prep(lambda d: TEXTS, doc_sep=""), ValueError, r"doc_sep must be a non-empty string or None, got ''"),
     Case("data-pack-type", "a string where a switch belongs", _prep(lambda d: TEXTS, pack_sequences="no"), ValueError, r"pack_sequences must be true or false, got 'no'"),
     Case("data-cache-is-file", "a cache directory that is a file", lambda: _in_tmp(lambda d: _prep(lambda _: TEXTS, cache_dir=_write(d / "cache_file", "x"))()), ValueError, r"cache_dir='.*cache_file' is a file"),
+    Case("data-jsonl", "a JSON Lines file (a format not read yet)", _prep(lambda d: _write(d / "corpus.jsonl", '{"text": "hi"}\n')), ValueError, r"corpus\.jsonl: a JSON Lines file, which psann_lm does not read yet"),
+    Case("data-parquet", "a Parquet file named .txt, read with errors='replace'", _prep(lambda d: _write(d / "table.txt", b"PAR1" + bytes(64)), errors="replace"), ValueError, r"table\.txt: a Parquet file, which psann_lm does not read yet"),
+    Case("data-path-typo", "a list of file names with one misspelt", _prep(lambda d: [str(_write(d / "a.txt", "alpha")), str(d / "b.tx")]), ValueError, r"item 1 \('.*b\.tx'\) names no file.*from_files"),
+    Case("data-val-one-line", "a validation split of a one-line corpus", _prep(lambda d: ["one line of text, nothing else"], val_split=0.1), ValueError, r"val_split=0\.1 cannot be honoured: the corpus is a single line"),
+    Case("data-tokenizer-no-eos", "a prebuilt tokenizer without an end-of-sequence token", lambda: _in_tmp(lambda d: _prep(lambda _: TEXTS, tokenizer=_bare_tokenizer(d))()), ValueError, r"bare\.json has no end-of-sequence token .*pass eos_token='<\|eos\|>'"),
     # fit(...)
     Case("fit-lr", "a negative learning rate", _fit(lr=-1, max_steps=1), ValueError, r"lr must be a number > 0, got -1"),
     Case("fit-unknown-setting", "a misspelt training setting", _fit(learning_rate=1e-3), TypeError, r"unexpected keyword argument\(s\) \['learning_rate'\]"),

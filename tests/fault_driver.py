@@ -65,8 +65,8 @@ def main(mode, cache, out, steps):
         res = load_state(self, input_dir, **kw)
         say("loaded", input_dir)
         return res
-    def stepped(self, norm):
-        after_step(self, norm)
+    def stepped(self, *args):
+        after_step(self, *args)
         if mode == "ddp": say("rank", self.acc.process_index, "step", self.state.step)
         elif mode == "reference": say("digest", self.state.step, digest(trainer.checkpoints(out)[-1]))
         else: say("step", self.state.step)

@@ -173,16 +173,18 @@ def test_temperature_keeps_a_distribution(logits, t):
 
 @fuzz(200)
 @given(logits=logit_rows(), data=st.data())
-def test_top_k_keeps_at_most_k(logits, data):
+def test_top_k_keeps_k_and_their_ties(logits, data):
+    "Hugging Face's rule: every token whose logit reaches the k-th largest (k, more on ties)."
     RUN["top_k"] += 1
     k = data.draw(st.integers(1, logits.shape[1] + 2))
     out = top_k(logits, k)
     assert_distribution(out)
-    kept = torch.isfinite(out)
-    assert (kept.sum(-1) <= k).all()
-    assert (kept.sum(-1) == torch.isfinite(logits).sum(-1).clamp(max=k)).all(), "as many as k of the candidate tokens"
-    for row, keep in zip(logits, kept):                    # nothing dropped is larger than anything kept
-        if (~keep).any() and keep.any(): assert row[~keep].max() <= row[keep].min()
+    kept, finite = torch.isfinite(out), torch.isfinite(logits)
+    assert (kept.sum(-1) >= finite.sum(-1).clamp(max=k)).all(), "at least k candidates"
+    assert torch.equal(out[kept], logits[kept]), "kept logits are untouched"
+    for row, keep in zip(logits, kept):                    # nothing dropped reaches a kept one
+        if (~keep).any() and keep.any(): assert row[~keep].max() < row[keep].min()
+        if keep.sum() > k: assert (row == row[keep].min()).sum() >= 2, "over k only by a tie"
 
 
 @fuzz(200)
@@ -226,7 +228,10 @@ def test_sampling_config_process_keeps_a_distribution(logits, t, k, p, m, penalt
         assert torch.equal(cfg.choose(logits, seen), base.argmax(-1))
         return
     kept = torch.isfinite(out)
-    if k is not None: assert (kept.sum(-1) <= k).all()
+    if k is not None:                                        # within top-k's set (k largest, ties)
+        scaled = temperature(base, t)
+        kth = scaled.topk(min(k, V), dim=-1).values[:, -1:]
+        assert not (kept & (scaled < kth)).any()
     if p is not None and m is None:
         before_p = top_k(temperature(base, t), k).double().softmax(-1)      # the distribution top-p was given
         assert ((before_p * kept).sum(-1) >= p - 1e-5).all()

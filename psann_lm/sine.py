@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_sine.ipynb #0930af5a
 from __future__ import annotations
-import contextlib, ctypes, hashlib, os, platform, shutil, subprocess, tempfile, threading, warnings
+import contextlib, ctypes, hashlib, math, os, platform, shutil, subprocess, tempfile, threading, warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -205,8 +205,46 @@ def _sine_backward_torch(grad:torch.Tensor, z:torch.Tensor, A, f, d, decay_mode:
     gz = A * (f * Q - d * decay_envelope_slope(x, decay_mode) * P)
     return gz.to(z.dtype), P.sum(dims), A * (Q * x).sum(dims), -A * (P * u).sum(dims)
 
+# %% ../nbs/00_sine.ipynb #e9bfddaa
+def _pi_fixed(bits:int, # binary digits after the point
+             ) -> int:
+    "⌊π·2^bits⌋ (to within one unit), from Machin's π = 16·atan(1/5) − 4·atan(1/239) in integers."
+    one = 1 << (bits + 32)                      # 32 guard bits absorb the truncated terms
+    def atan_inv(x):                            # atan(1/x)·one = Σ (−1)^i / ((2i+1)·x^(2i+1))
+        total, power, i = 0, one // x, 0
+        while power:
+            total += (-1) ** i * (power // (2 * i + 1))
+            power, i = power // (x * x), i + 1
+        return total
+    return (16 * atan_inv(5) - 4 * atan_inv(239)) >> 32
+
+# %% ../nbs/00_sine.ipynb #54a61e40
+def _split(v:int,     # a non-negative fixed-point number...
+           scale:int, # ...worth v / 2**scale
+           bits:int,  # significant bits of each head
+           n:int=2,   # doubles in all
+          ) -> list:
+    "v/2^scale as n doubles: n−1 heads of `bits` significant bits each, then the double nearest the rest."
+    parts = []
+    for _ in range(n - 1):
+        drop = max(v.bit_length() - bits, 0)
+        head = v >> drop << drop
+        parts.append(math.ldexp(head >> drop, drop - scale))
+        v -= head
+    return parts + [math.ldexp(float(v), -scale)]
+
+# %% ../nbs/00_sine.ipynb #2c01e213
+def _reduction_tables(scale:int=400, # fixed-point bits of π: 232 for 2^232 mod 2π, the rest its precision
+                     ) -> str:
+    "C++ constants of the exact range reduction: π in three parts and 2^E mod 2π (head, tail) for E = 0..232."
+    pi, hx = _pi_fixed(scale), lambda vs: ", ".join(v.hex() for v in vs)
+    rows = ["{" + hx(_split((1 << (e + scale)) % (2 * pi), scale, 29)) + "}" for e in range(233)]
+    return (f"const double kPi[3] = {{{hx(_split(pi, scale, 27, 3))}}};\n"
+            "const double kTwoPowMod2Pi[233][2] = {\n" + ",\n".join(rows) + "};")
+
 # %% ../nbs/00_sine.ipynb #2ad9f6be
 _KERNEL_SRC = r"""
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -222,20 +260,61 @@ template <> inline bf16 store<bf16>(float v) {           // round to nearest eve
   uint32_t u; std::memcpy(&u, &v, 4); u += 0x7FFFu + ((u >> 16) & 1u); return bf16{uint16_t(u >> 16)};
 }
 const float kRound = 12582912.0f;                          // (x + 1.5*2^23) - 1.5*2^23 rounds x to an integer
-inline float exp_nonpos(float v) {                         // e^v for v <= 0: 2^k * p(r), |r| <= ln2/2
-  v = v < -87.0f ? -87.0f : v;
-  float k = (v * 1.44269504088896341f + kRound) - kRound;
+inline uint32_t bits_of(float v) { uint32_t u; std::memcpy(&u, &v, 4); return u; }
+// e^v for v <= 0: 2^k * p(r), |r| <= ln2/2. p comes out times 2^-64 (exactly: the 2^-64 is in
+// its coefficients), so 2^(k+64) is a normal float down to k = -150 and a subnormal e^v is
+// rounded once.
+inline float exp_nonpos(float v) {
+  v = v < -104.0f ? -104.0f : v;                           // e^-104 < 2^-150: rounds to 0
+  float kr = v * 1.44269504088896341f + kRound, k = kr - kRound;   // kr = k + 1.5*2^23
   float r = (v - k * 0.693359375f) + k * 2.12194440e-4f;
-  float p = 1.3950476e-3f;
-  p = p * r + 8.3688823e-3f; p = p * r + 4.1666206e-2f; p = p * r + 1.6666518e-1f; p = p * r + 0.5f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = (int32_t(k) + 127) << 23; float scale; std::memcpy(&scale, &bits, 4);
+  const float s = 0x1p-64f;
+  float p = 1.3950476e-3f * s;
+  p = p * r + 8.3688823e-3f * s; p = p * r + 4.1666206e-2f * s;
+  p = p * r + 1.6666518e-1f * s; p = p * r + 0.5f * s;
+  p = p * r * r + r * s + s;
+  uint32_t bits = (bits_of(kr) - bits_of(kRound) + 127u + 64u) << 23;
+  float scale; std::memcpy(&scale, &bits, 4);
   return p * scale;
 }
-inline float reduce_pi(float t, float& sign) {             // t = k*pi + r, |r| <= pi/2; sign = (-1)^k
-  float k = (t * 0.318309886183790672f + kRound) - kRound;
-  sign = (int32_t(k) & 1) ? -1.0f : 1.0f;
+// Range reduction, t = k*pi + r with |r| <= pi/2 and sign = (-1)^k, in two paths. The fast one, in
+// float32 and vectorised, is exact enough while |t| < 2^14 (then k < 2^13, so k*3.140625 and
+// k*9.675e-4 are exact). The exact one takes any finite f and x: t = f*x rounded to 24 significant
+// bits, as a float32 product rounds it but with an unbounded exponent (so it never overflows), is
+// M*2^E with M an integer; 2^E mod 2pi from a table turns it into a double below 2^27, which
+// Cody-Waite by pi (three 27-bit parts) reduces in double.
+const float kFastLimit = 16384.0f;
+inline bool fast_arg(float t) { return std::fabs(t) < kFastLimit; }   // false for NaN and inf too
+inline float reduce_pi(float t, float& sign) {             // the fast path, for fast_arg(t)
+  float kr = t * 0.318309886183790672f + kRound, k = kr - kRound;
+  sign = (bits_of(kr) & 1u) ? -1.0f : 1.0f;                // kr = k + 1.5*2^23: its last bit is k's
   return ((t - k * 3.140625f) - k * 9.67502593994140625e-4f) - k * 1.509957990978376432e-7f;
+}                                                          // parity (a huge t: garbage, never UB)
+inline uint32_t abs_bits(float t) { return bits_of(t) & 0x7FFFFFFFu; }
+const uint32_t kFastLimitBits = 0x46800000u;               // abs_bits(kFastLimit); NaN's are above
+// @REDUCTION_TABLES@
+inline float reduce_exact(float f, float x, float& sign) {  // the exact path: any finite f, x
+  const double p = double(f) * double(x);                  // exact (24 + 24 bits)
+  sign = 1.0f;
+  if (!std::isfinite(p)) return NAN;
+  const float t = f * x;
+  double a = t, c = 0.0;                                   // t = a + c (mod 2pi)
+  if (!(std::fabs(t) < 16777216.0f)) {                     // |t| >= 2^24: t = M*2^E, E >= 1
+    const bool over = std::isinf(t);
+    const float m = over ? float(p * 0x1p-128) : t;        // the same 24 bits, exponent - 128
+    const uint32_t u = bits_of(m);
+    const int E = int((u >> 23) & 0xFF) - 150 + (over ? 128 : 0);
+    const double M = double((u & 0x7FFFFF) | 0x800000) * ((u >> 31) ? -1.0 : 1.0);
+    a = M * kTwoPowMod2Pi[E][0];                           // exact: 24 + 29 bits
+    c = M * kTwoPowMod2Pi[E][1];
+  }
+  const double k = std::nearbyint((a + c) * 0.318309886183790672);
+  sign = (int64_t(k) & 1) ? -1.0f : 1.0f;
+  return float(((a - k * kPi[0]) - k * kPi[1] + c) - k * kPi[2]);
+}
+inline float reduce_any(float f, float x, float& sign) {
+  const float t = f * x;
+  return fast_arg(t) ? reduce_pi(t, sign) : reduce_exact(f, x, sign);
 }
 inline float sin_poly(float r) {
   float r2 = r * r;
@@ -249,23 +328,80 @@ inline float cos_poly(float r) {
 template <int M> inline float decay_arg(float x) { return M == 0 ? (x < 0 ? -x : x) : M == 1 ? (x > 0 ? x : 0.0f) : 0.0f; }
 template <int M> inline float decay_slope(float x) { return M == 0 ? (x > 0 ? 1.0f : (x < 0 ? -1.0f : 0.0f)) : (M == 1 && x > 0 ? 1.0f : 0.0f); }
 
+template <int M> inline float sine_at(float x, float A, float d, float red, float sign) {
+  return A * exp_nonpos(-d * decay_arg<M>(x)) * sign * sin_poly(red);
+}
+// One element's backward: adds its terms to the three sums and returns its dz.
+template <int M> inline float grad_at(float x, float g, float A, float f, float d, float red,
+                                      float sign, float& sA, float& sf, float& sd) {
+  float u = decay_arg<M>(x);
+  float ge = g * exp_nonpos(-d * u) * sign;
+  float P = ge * sin_poly(red), Q = ge * cos_poly(red);
+  sA += P; sf += Q * x; sd += P * u;
+  return A * (f * Q - d * decay_slope<M>(x) * P);
+}
+template <class T> inline uint32_t row_top(const T* zr, const float* f, int64_t n) {
+  uint32_t top = 0;                                        // the row's largest |f*x|, as bits
+#pragma omp simd reduction(max:top)
+  for (int64_t j = 0; j < n; ++j) top = std::max(top, abs_bits(f[j] * load(zr[j])));
+  return top;
+}
+
+// The forward runs the fast path on a whole row, noting its largest |t|; if that is out of the fast
+// path's range, the elements that are get redone by the exact path.
 template <class T, int M>
-void forward(const T* z, const float* A, const float* f, const float* d, T* y, int64_t rows, int64_t n, int nt) {
+void forward(const T* z, const float* A, const float* f, const float* d, T* y, int64_t rows,
+             int64_t n, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* zr = z + r * n; T* yr = y + r * n;
-#pragma omp simd
+    uint32_t top = 0;
+#pragma omp simd reduction(max:top)
     for (int64_t j = 0; j < n; ++j) {
+      float x = load(zr[j]), t = f[j] * x, sign;
+      top = std::max(top, abs_bits(t));
+      float red = reduce_pi(t, sign);
+      yr[j] = store<T>(sine_at<M>(x, A[j], d[j], red, sign));
+    }
+    for (int64_t j = 0; top >= kFastLimitBits && j < n; ++j) {
       float x = load(zr[j]), sign;
-      float red = reduce_pi(f[j] * x, sign);
-      yr[j] = store<T>(A[j] * exp_nonpos(-d[j] * decay_arg<M>(x)) * sign * sin_poly(red));
+      if (fast_arg(f[j] * x)) continue;
+      float red = reduce_exact(f[j], x, sign);
+      yr[j] = store<T>(sine_at<M>(x, A[j], d[j], red, sign));
     }
   }
 }
 
+// The backward must know before a row whether it holds elements out of the fast path's range
+// (their terms would spoil the sums), so each row's loop also finds the next row's largest |t|.
+// A row within range runs the fast path alone. Any other row is "mixed": the fast path runs with
+// x = 0 standing in for the elements out of range (their terms in the sums are then exactly 0),
+// and those alone are redone by the exact path.
+template <bool Mixed, class T, int M>
+inline uint32_t backward_row(const T* gr, const T* zr, const T* znext, const float* A,
+                             const float* f, const float* d, T* gzr, float* pA, float* pf,
+                             float* pd, int64_t n) {
+  uint32_t top = 0;
+#pragma omp simd reduction(max:top)
+  for (int64_t j = 0; j < n; ++j) {
+    top = std::max(top, abs_bits(f[j] * load(znext[j])));
+    float x = load(zr[j]), sign;
+    if (Mixed) x = fast_arg(f[j] * x) ? x : 0.0f;
+    float red = reduce_pi(f[j] * x, sign);
+    gzr[j] = store<T>(grad_at<M>(x, load(gr[j]), A[j], f[j], d[j], red, sign, pA[j], pf[j], pd[j]));
+  }
+  for (int64_t j = 0; Mixed && j < n; ++j) {
+    float x = load(zr[j]), sign;
+    if (fast_arg(f[j] * x)) continue;
+    float red = reduce_exact(f[j], x, sign);
+    gzr[j] = store<T>(grad_at<M>(x, load(gr[j]), A[j], f[j], d[j], red, sign, pA[j], pf[j], pd[j]));
+  }
+  return top;
+}
+
 template <class T, int M>
-void backward(const T* g, const T* z, const float* A, const float* f, const float* d, T* gz, double* acc,
-              int64_t rows, int64_t n, int nt) {
+void backward(const T* g, const T* z, const float* A, const float* f, const float* d, T* gz,
+              double* acc, int64_t rows, int64_t n, int nt) {
   const int64_t block = 64, nblocks = (rows + block - 1) / block;
 #pragma omp parallel num_threads(nt)
   {
@@ -276,18 +412,13 @@ void backward(const T* g, const T* z, const float* A, const float* f, const floa
       std::fill(part.begin(), part.end(), 0.0f);
       float *pA = part.data(), *pf = pA + n, *pd = pf + n;
       const int64_t end = (b + 1) * block < rows ? (b + 1) * block : rows;
+      uint32_t top = row_top(z + b * block * n, f, n);
       for (int64_t r = b * block; r < end; ++r) {
         const T* zr = z + r * n; const T* gr = g + r * n; T* gzr = gz + r * n;
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) {
-          float x = load(zr[j]), sign;
-          float red = reduce_pi(f[j] * x, sign);
-          float u = decay_arg<M>(x);
-          float ge = load(gr[j]) * exp_nonpos(-d[j] * u) * sign;
-          float P = ge * sin_poly(red), Q = ge * cos_poly(red);
-          pA[j] += P; pf[j] += Q * x; pd[j] += P * u;
-          gzr[j] = store<T>(A[j] * (f[j] * Q - d[j] * decay_slope<M>(x) * P));
-        }
+        const T* next = r + 1 < end ? zr + n : zr;
+        top = top < kFastLimitBits
+            ? backward_row<false, T, M>(gr, zr, next, A, f, d, gzr, pA, pf, pd, n)
+            : backward_row<true, T, M>(gr, zr, next, A, f, d, gzr, pA, pf, pd, n);
       }
       for (int64_t j = 0; j < 3 * n; ++j) mine[j] += part[j];
     }
@@ -311,7 +442,7 @@ void conv_step(const float* x, const float* gain, float eps, float* state, const
       h[j] = xr[j] * inv * gain[j];
       float z = w[j * k + k - 1] * h[j], sign;
       for (int64_t i = 0; i + 1 < k; ++i) z += w[j * k + i] * S[i * dil * n + j];
-      float red = reduce_pi(f[j] * z, sign);
+      float red = reduce_any(f[j], z, sign);
       yr[j] = A[j] * exp_nonpos(-d[j] * decay_arg<M>(z)) * sign * sin_poly(red);
     }
     if (P > 0) { std::memmove(S, S + n, size_t((P - 1) * n) * sizeof(float)); std::memcpy(S + (P - 1) * n, h.data(), size_t(n) * sizeof(float)); }
@@ -336,7 +467,7 @@ void psann_conv_sine_step_f32(const float* x, const float* gain, float eps, floa
   mode == 0 ? conv_step<0>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil) : mode == 1 ? conv_step<1>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil) : conv_step<2>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil);
 }
 }
-"""
+""".replace("// @REDUCTION_TABLES@", _reduction_tables())
 
 # %% ../nbs/00_sine.ipynb #7a48d22f
 def cache_root() -> Path:

@@ -91,12 +91,23 @@ def sinusoidal_table(max_seq_len:int, # positions (rows)
 @dataclass
 class AttentionContext:
     "Positional facts shared by every layer of one forward pass."
-    position_ids:torch.Tensor             # (B, T) position of each new token
+    position_ids:torch.Tensor             # (B, T) position of each new token in its document
     mask:torch.Tensor|None=None           # (B, 1|H, T, S): bool (True = may attend) or additive float; None = see is_causal
     is_causal:bool=False                  # no mask needed beyond plain causality (fast path)
     rope:tuple|None=None                  # (cos, sin), each (B, 1, T, head_dim/2), for rotary positions
     token_mask:torch.Tensor|None=None     # (B, T), 1 for real new tokens, 0 for padding (WaveResNet's conv uses it)
     document_ids:torch.Tensor|None=None   # (B, T) document of each token in a packed window; attention and conv stay inside it
+
+# %% ../nbs/01_blocks.ipynb #2805ecf1
+def _document_positions(document_ids:torch.Tensor,   # (B, T) document of each token
+                        valid:torch.Tensor|None=None, # (B, T) True for real tokens, False for pads
+                       ) -> torch.Tensor:
+    "Each token's position in its document: the real tokens of the same document before it."
+    T = document_ids.shape[1]
+    earlier = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril(-1)   # s < t
+    before = (document_ids[:, :, None] == document_ids[:, None, :]) & earlier
+    if valid is not None: before = before & valid[:, None, :]
+    return before.sum(-1)
 
 # %% ../nbs/01_blocks.ipynb #91357785
 def attention_context(batch:int,                             # B, rows of the batch
@@ -120,6 +131,7 @@ def attention_context(batch:int,                             # B, rows of the ba
             raise ValueError(f"attention_mask must have shape (batch, past + new) = {(batch, total)}, got {tuple(attention_mask.shape)}")
         valid = attention_mask.bool()
         key_pos = (valid.long().cumsum(-1) - 1).clamp_min(0)
+    if document_ids is not None: key_pos = _document_positions(document_ids, valid)   # past is 0
     pos = key_pos[:, past:]
     ctx = AttentionContext(position_ids=pos, rope=rope(pos) if rope is not None else None,
                            token_mask=None if valid is None else valid[:, past:], document_ids=document_ids)

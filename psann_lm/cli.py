@@ -4,22 +4,23 @@
 
 # %% ../nbs/08_cli.ipynb #febca15f
 from __future__ import annotations
-import argparse, inspect, json, re, sys, warnings
+import argparse, inspect, json, os, re, sys, warnings
 from dataclasses import fields
 from pathlib import Path
 
+import torch
 import yaml
-from fastcore.script import call_parse
+from accelerate import PartialState
 
 from .api import MODEL_ALIASES, _model_kwargs, psannLM
 from .dataprep import _check_args, _check_reading, _is_tokenizer_path, default_corpus, make_corpus, psannLMDataPrep
 from .tokenizer import check_train_settings
 from .model import ModelConfig
-from .trainer import TRAIN_ALIASES, TrainConfig
+from .trainer import TRAIN_ALIASES, TrainConfig, check_step_memory, micro_batch_size
 
 # %% auto #0
 __all__ = ['SECTIONS', 'DATA_KEYS', 'DEMO_PROMPTS', 'SafeLoader', 'apply_overrides', 'load_config', 'run_config', 'train_cli',
-           'demo']
+           'run_demo', 'demo']
 
 # %% ../nbs/08_cli.ipynb #bfc49e61
 SECTIONS = ("model", "data", "train")
@@ -110,8 +111,23 @@ def load_config(path=None,                # the YAML file; None = only overrides
     for s, check in checks.items():                 # every value checked now, not after the data is prepared
         try: check()
         except (ValueError, TypeError, FileNotFoundError) as e: raise _in_section(s, e, valid[s]) from None
+    try: _check_fits(cfg)
+    except ValueError as e: raise ValueError(f"data.max_length: {e}") from None
     return cfg
 
+
+# %% ../nbs/08_cli.ipynb #f7b71bd9
+def _check_fits(cfg:dict):
+    "Refuse a run whose micro-batch cannot fit, from the config alone (no data read, no model built)."
+    model, data = dict(cfg["model"]), cfg["data"]
+    L = data.get("max_length", 1024)
+    model.setdefault("vocab_size", data.get("vocab_size", 8192))
+    model["max_seq_len"] = max(L, model.get("max_seq_len") or L)
+    mc = ModelConfig(**_model_kwargs(model.pop("base", "waveresnet"), model))
+    train = TrainConfig.from_dict(cfg["train"])
+    bs = micro_batch_size(train, L, int(os.environ.get("WORLD_SIZE", "1")))
+    masked = data.get("doc_masking", False) or not data.get("pack_sequences", True)
+    check_step_memory(mc, bs, L, "cuda" if torch.cuda.is_available() else "cpu", masked)
 
 # %% ../nbs/08_cli.ipynb #a13b1dc2
 def _sources(data:dict):
@@ -131,35 +147,32 @@ def run_config(cfg:dict, # a config from `load_config`
     if "max_seq_len" not in model_kw and "max_length" not in model_kw: model_kw["max_seq_len"] = data.max_length
     model = psannLM(**model_kw).fit(data, **train_kw)
     out = train_kw.get("output_dir")
-    from accelerate import PartialState
     if out and PartialState().is_main_process: model.save(Path(out) / "model")
     return model
 
 # %% ../nbs/08_cli.ipynb #00156404
 def train_cli(argv=None, # command-line arguments; None = sys.argv[1:]
              ) -> None:
-    "psann-lm-train: train a psann_lm model from a YAML config and key=value overrides (`run_config` is the Python route)."
-    ap = argparse.ArgumentParser(prog="psann-lm-train", description="Train a psann_lm model from a YAML config (sections model, data, train).")
+    "psann-lm-train: train a model from a YAML config and overrides (`run_config` in Python)."
+    about = "Train a psann_lm model from a YAML config (sections model, data, train)."
+    ap = argparse.ArgumentParser(prog="psann-lm-train", description=about)
     ap.add_argument("--config", help="YAML file with model:, data: and train: sections")
-    ap.add_argument("overrides", nargs="*", help="section.key=value settings that replace the file's (e.g. train.max_steps=100)")
+    ap.add_argument("overrides", nargs="*",
+                    help="section.key=value settings over the file's (e.g. train.max_steps=100)")
     args = ap.parse_args(argv)
     try: cfg = load_config(args.config, args.overrides)
     except (ValueError, FileNotFoundError) as e: ap.exit(2, f"psann-lm-train: {e}\n")
-    model = run_config(cfg)
-    res = model.last_fit
-    if res["eval"]: print(f"validation loss {res['eval']['loss']:.3f}, perplexity {res['eval']['perplexity']:.1f}")
-    if res["output_dir"]: print(f"metrics: {res['output_dir']}/metrics.jsonl; model: {res['output_dir']}/model")
-
-# %% ../nbs/08_cli.ipynb #59d29a5f
-#| eval: false
-if __name__ == "__main__": train_cli()
+    res = run_config(cfg).last_fit
+    if not PartialState().is_main_process: return   # one summary, by the process that saved
+    ev, out = res["eval"], res["output_dir"]
+    if ev: print(f"validation loss {ev['loss']:.3f}, perplexity {ev['perplexity']:.1f}")
+    if out: print(f"metrics: {out}/metrics.jsonl; model: {out}/model")
 
 # %% ../nbs/08_cli.ipynb #24c74d98
 DEMO_PROMPTS = ("Return the number of", "If the file does not exist,", "This module provides")
 
-@call_parse
-def demo(out:str="runs/demo",   # where metrics, the loss plot, checkpoints and the model go
-         epochs:float=2.0):     # passes over the corpus
+def run_demo(out:str="runs/demo",   # where metrics, the loss plot, checkpoints and the model go
+             epochs:float=2.0):     # passes over the corpus
     "Train a small model on the standard library's docstrings and print continuations (about two minutes on a 2-core CPU)."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -178,3 +191,18 @@ def demo(out:str="runs/demo",   # where metrics, the loss plot, checkpoints and 
     ax = model.plot_loss(); plt.tight_layout(); plt.savefig(Path(out) / "loss.png", dpi=120); plt.close()
     model.save(Path(out) / "model")
     print(f"\nwritten to {out}/: metrics.jsonl, loss.png, checkpoints/, model/ (psannLM.load('{out}/model') loads it)")
+
+# %% ../nbs/08_cli.ipynb #3b41db93
+def demo(argv=None, # command-line arguments; None = sys.argv[1:]
+        ) -> None:
+    "psann_lm_demo [--out DIR] [--epochs N]: the console script that runs `run_demo`."
+    ap = argparse.ArgumentParser(prog="psann_lm_demo", description=inspect.getdoc(run_demo))
+    ap.add_argument("--out", default="runs/demo",
+                    help="where metrics, the loss plot, checkpoints and the model go")
+    ap.add_argument("--epochs", type=float, default=2.0, help="passes over the corpus")
+    args = ap.parse_args(argv)
+    run_demo(args.out, args.epochs)
+
+# %% ../nbs/08_cli.ipynb #59d29a5f
+#| eval: false
+if __name__ == "__main__": train_cli()

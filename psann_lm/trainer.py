@@ -21,8 +21,8 @@ from .model import DecoderLM, count_targets, physical_memory
 
 # %% auto #0
 __all__ = ['AMP', 'TRACKERS', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'lr_at', 'measure_peak_flops', 'memory_mb',
-           'TrainState', 'checkpoints', 'dist_timeout', 'step_memory', 'device_memory', 'check_step_memory', 'evaluate',
-           'LostProcessError', 'train', 'load_metrics', 'plot_loss']
+           'TrainState', 'checkpoints', 'micro_batch_size', 'dist_timeout', 'step_memory', 'device_memory',
+           'check_step_memory', 'evaluate', 'LostProcessError', 'train', 'load_metrics', 'plot_loss']
 
 # %% ../nbs/05_trainer.ipynb #ce234600
 AMP = ("no", "bf16", "fp16")
@@ -212,9 +212,13 @@ def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState):
     acc.wait_for_everyone()
 
 # %% ../nbs/05_trainer.ipynb #90f156ff
-def _batch_size(cfg:TrainConfig, max_length:int, processes:int) -> int:
-    if cfg.batch_tokens is not None: return max(1, cfg.batch_tokens // (max_length * processes * cfg.grad_accum_steps))
-    return cfg.batch_size or 8
+def micro_batch_size(cfg:TrainConfig,  # the run's settings (batch_tokens or batch_size)
+                     max_length:int,    # tokens per window
+                     processes:int,     # processes of the run
+                    ) -> int:
+    "Windows per micro-batch and process: from `batch_tokens` (over all processes and micro-batches), else `batch_size`."
+    if cfg.batch_tokens is None: return cfg.batch_size or 8
+    return max(1, cfg.batch_tokens // (max_length * processes * cfg.grad_accum_steps))
 
 def _accelerator(cfg:TrainConfig) -> Accelerator:
     if cfg.amp == "fp16" and not torch.cuda.is_available():
@@ -253,16 +257,17 @@ def dist_timeout() -> float:
     return seconds
 
 # %% ../nbs/05_trainer.ipynb #3ec1b7a3
-def step_memory(net,                # a `DecoderLM` (anything with a psann_lm `config`)
-                batch_size:int,     # windows per micro-batch, per process
-                seq_len:int,        # tokens per window (max_length)
-                masked:bool=False,  # whether a (B, T, T) attention mask is built (document ids or padding)
+def step_memory(config,                  # a `ModelConfig` (the model need not exist yet)
+                batch_size:int,          # windows per micro-batch, per process
+                seq_len:int,             # tokens per window (max_length)
+                masked:bool=False,       # whether a (B, T, T) attention mask is built (document ids or padding)
+                n_params:int|None=None,  # the model's parameters; None = the config's lower bound
                ) -> int:
-    "A lower bound, in bytes, on the memory one training micro-batch of `net` needs on one device."
-    c, tokens = net.config, batch_size * seq_len
-    weights = 16 * sum(p.numel() for p in net.parameters())     # fp32 weight, gradient, two AdamW moments
-    logits = 4 * tokens * c.vocab_size
-    stream = 4 * tokens * c.d_model * c.n_layers
+    "A lower bound, in bytes, on the memory one training micro-batch needs on one device."
+    tokens = batch_size * seq_len
+    weights = 16 * (n_params or config.min_params())     # fp32 weight, gradient, two AdamW moments
+    logits = 4 * tokens * config.vocab_size
+    stream = 4 * tokens * config.d_model * config.n_layers
     mask = batch_size * seq_len ** 2 if masked else 0
     return weights + logits + stream + mask
 
@@ -273,14 +278,15 @@ def device_memory(device, # a torch device or its name
     if device.type == "cuda": return torch.cuda.get_device_properties(device).total_memory
     return physical_memory() if device.type == "cpu" else None
 
-def check_step_memory(net,                # a `DecoderLM`
-                      batch_size:int,     # windows per micro-batch, per process
-                      seq_len:int,        # tokens per window
-                      device,             # where the run trains
-                      masked:bool=False,  # whether a (B, T, T) attention mask is built
+def check_step_memory(config,                  # a `ModelConfig`
+                      batch_size:int,          # windows per micro-batch, per process
+                      seq_len:int,             # tokens per window
+                      device,                  # where the run trains
+                      masked:bool=False,       # whether a (B, T, T) attention mask is built
+                      n_params:int|None=None,  # the model's parameters; None = the config's lower bound
                      ):
     "Refuse, with the estimate, a micro-batch that cannot fit in `device`'s memory."
-    need, have = step_memory(net, batch_size, seq_len, masked), device_memory(device)
+    need, have = step_memory(config, batch_size, seq_len, masked, n_params), device_memory(device)
     if have is None or need <= have: return
     raise ValueError(
         f"a micro-batch of {batch_size} × {seq_len} tokens needs at least {need / 2**30:,.1f} GiB "
@@ -297,6 +303,8 @@ def evaluate(model,                        # the network (prepared by accelerate
             ) -> dict:
     "Mean next-token loss (over target tokens), perplexity and token count of `model` on `dataset`."
     acc = acc or Accelerator(cpu=not torch.cuda.is_available())
+    if acc.distributed_type != DistributedType.FSDP:   # DDP's forward would wait for the other processes at every batch,
+        model = acc.unwrap_model(model)                 # and their shards may hold different numbers of batches
     shard = Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))   # disjoint, no padding of the last batch
     was_training = model.training; model.eval()
     loss_sum, count = (torch.zeros((), dtype=torch.float64, device=acc.device) for _ in range(2))
@@ -345,10 +353,10 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
         raise ValueError(f"the data's max_length={max_length} exceeds the model's max_seq_len={net.config.max_seq_len}")
     resume_from = _resolve_resume(cfg)
     acc = _accelerator(cfg)
-    bs = _batch_size(cfg, max_length, acc.num_processes)
+    bs = micro_batch_size(cfg, max_length, acc.num_processes)
     if hasattr(net, "config"):
         masked = "document_ids" in dataset[0] or "attention_mask" in dataset[0]
-        check_step_memory(net, bs, max_length, acc.device, masked)
+        check_step_memory(net.config, bs, max_length, acc.device, masked, sum(p.numel() for p in net.parameters()))
     set_seed(cfg.seed)
     if cfg.grad_checkpoint and hasattr(net, "config"): net.config.grad_checkpoint = True
     dl = DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=cfg.num_workers, drop_last=False)

@@ -1,5 +1,7 @@
 """The console scripts installed with the package."""
+import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -78,6 +80,40 @@ def test_train_script_rejects_bad_settings(tmp_path, args, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_module_entry_point_for_accelerate_launch(tmp_path):
+def test_module_entry_point_rejects_bad_settings(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "psann_lm.cli", "train.lr=-1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "lr must be a number > 0" in proc.stderr
+
+
+TINY_RUN = """\
+model: {base: respsann, d_model: 32, n_layers: 1, n_heads: 2, vocab_size: 300}
+data: {sources: [corpus.txt], doc_sep: "\\n\\n", max_length: 16, cache_dir: cache}
+train: {max_steps: 2, batch_size: 2, output_dir: out, progress: false}
+"""
+
+
+def test_module_entry_point_for_accelerate_launch(tmp_path):
+    # A bad setting stops psann-lm-train with exit status 2 before anything after it in the module
+    # runs, so the earlier form of this test (only `train.lr=-1`) passed while every successful
+    # `python -m psann_lm.cli` went on into the demo's parser and exited 2 too: train to the end.
+    docs = [f"Document {i}: a fox jumps over a dog {i % 7} times." for i in range(200)]
+    (tmp_path / "corpus.txt").write_text("\n\n".join(docs))
+    (tmp_path / "run.yaml").write_text(TINY_RUN)
+    command = [sys.executable, "-m", "psann_lm.cli", "--config", "run.yaml"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "unrecognized arguments" not in proc.stderr
+    assert proc.stdout.count("metrics: out/metrics.jsonl") == 1
+    assert (tmp_path / "out" / "metrics.jsonl").exists()
+    from psann_lm import psannLM
+    assert psannLM.load(tmp_path / "out" / "model").config.d_model == 32
+
+
+def test_module_main_block_is_last():
+    "`python -m psann_lm.cli` runs the module top to bottom: its `__main__` block must come last."
+    tree = ast.parse((ROOT / "psann_lm" / "cli.py").read_text())
+    last = tree.body[-1]
+    assert isinstance(last, ast.If), ast.unparse(last)[:200]
+    assert ast.unparse(last.test) == "__name__ == '__main__'"
+    assert "call_parse" not in ast.unparse(tree)   # under __main__ it runs its function at once

@@ -21,11 +21,14 @@ from .tokenizer import load_tokenizer, train_tokenizer
 from .dataprep import Corpus, _file_pieces, default_corpus, psannLMDataPrep
 
 # %% auto #0
-__all__ = ['TRAIN_SIZES', 'ABLATION_ARMS', 'H100_BF16_PEAK', 'BENCHMARKS', 'machine_info', 'time_alternating', 'save_results',
-           'bench_sine', 'results_table', 'bench_train_step', 'shared_corpus', 'bench_text', 'bench_dataprep',
-           'bench_fit_overhead', 'bench_shakespeare', 'bench_generation', 'bench_memory', 'GPT2Arm', 'ablation_model',
-           'sine_snapshot', 'ablation_run', 'ablation_step_times', 'ablation', 'ablation_summary', 'plot_ablation',
-           'plot_sine_params', 'sine_param_shift', 'bench_gpu', 'bench_cli']
+__all__ = ['TRAIN_SIZES', 'ABLATION_ARMS', 'SWEEP_CORPORA', 'SWEEP_FREQS', 'SWEEP_INIT', 'STEPS_DEFAULT', 'H100_BF16_PEAK',
+           'BENCHMARKS', 'machine_info', 'time_alternating', 'save_results', 'bench_sine', 'results_table',
+           'bench_train_step', 'shared_corpus', 'bench_text', 'bench_dataprep', 'bench_fit_overhead',
+           'bench_shakespeare', 'bench_generation', 'bench_memory', 'GPT2Arm', 'ablation_model', 'sine_snapshot',
+           'preact_stats', 'mechanism_record', 'ablation_run', 'ablation_step_times', 'bench_data', 'resume_state',
+           'record_run', 'ablation', 'ablation_summary', 'plot_ablation', 'plot_sine_params', 'sine_param_shift',
+           'sweep_source', 'sweep_setting', 'sweep', 'sweep_summary', 'plot_sweep', 'plot_activation', 'bench_gpu',
+           'bench_cli']
 
 # %% ../nbs/09_benchmarks.ipynb #b2d3423e
 def machine_info() -> dict:
@@ -442,15 +445,18 @@ class GPT2Arm(nn.Module):
         return _gpt2_flops_per_token(self.gpt2, seq_len)
 
 # %% ../nbs/09_benchmarks.ipynb #cdedb181
-def ablation_model(arm:str,         # one of `ABLATION_ARMS`
-                   vocab:int,       # vocabulary size
-                   d_model:int=128, # model width
-                   n_layers:int=4,  # blocks
-                   n_heads:int=4,   # attention heads
-                   seq_len:int=128, # the model's position limit
+def ablation_model(arm:str,               # one of `ABLATION_ARMS`
+                   vocab:int,             # vocabulary size
+                   d_model:int=128,       # model width
+                   n_layers:int=4,        # blocks
+                   n_heads:int=4,         # attention heads
+                   seq_len:int=128,       # the model's position limit
+                   sine_params:dict=None, # `SineConfig` settings over the arm's (sine arms only)
                   ) -> nn.Module:
     "A freshly initialised model for one ablation arm (seed torch first)."
     dims = dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=seq_len)
+    if sine_params and arm in ("HF GPT-2", "respsann + GELU"):
+        raise ValueError(f"sine_params apply to the arms with a sine, not to {arm!r}")
     if arm == "HF GPT-2":
         gpt2 = _gpt2(d_model, n_layers, n_heads, seq_len, vocab)
         if gpt2 is None: raise ImportError("the HF GPT-2 arm needs transformers: pip install 'psann_lm[bench]'")
@@ -459,7 +465,9 @@ def ablation_model(arm:str,         # one of `ABLATION_ARMS`
           "respsann, frequency only": dict(sine_params=dict(learnable=("frequency",))),
           "waveresnet": dict(base="waveresnet"), "respsann + GELU": dict(mlp_activation="gelu")}
     if arm not in kw: raise ValueError(f"arm must be one of {ABLATION_ARMS}, got {arm!r}")
-    return DecoderLM(ModelConfig(**{"base": "respsann", **kw[arm], **dims}))
+    kw = dict(kw[arm])
+    if sine_params: kw["sine_params"] = {**kw.get("sine_params", {}), **sine_params}
+    return DecoderLM(ModelConfig(**{"base": "respsann", **kw, **dims}))
 
 # %% ../nbs/09_benchmarks.ipynb #4a61e882
 def sine_snapshot(net:nn.Module, # a model with `SineActivation`s
@@ -470,6 +478,45 @@ def sine_snapshot(net:nn.Module, # a model with `SineActivation`s
         return {name: {k: [round(v, digits) for v in getattr(m, k).float().tolist()] for k in ("amplitude", "frequency", "damping")}
                 for name, m in net.named_modules() if isinstance(m, SineActivation)}
 
+# %% ../nbs/09_benchmarks.ipynb #9f51a3b7
+def preact_stats(net:nn.Module,    # a model
+                 ids:torch.Tensor, # (B, T) a fixed batch of token ids
+                ) -> dict:
+    "Mean, std, 1st and 99th percentiles of every sine's and MLP activation's input, by module."
+    mods = {n: m for n, m in net.named_modules()
+            if isinstance(m, SineActivation) or n.endswith("mlp.act")}
+    seen = {}
+    def keep(name): return lambda m, args: seen.update({name: args[0].detach().float().flatten()})
+    hooks = [m.register_forward_pre_hook(keep(n)) for n, m in mods.items()]
+    training = net.training
+    try:
+        with torch.no_grad(): net.eval()(ids)
+    finally:
+        net.train(training)
+        for h in hooks: h.remove()
+    def row(z): return dict(mean=z.mean().item(), std=z.std().item(),
+                            p01=z.quantile(0.01).item(), p99=z.quantile(0.99).item())
+    return {n: {k: round(v, 4) for k, v in row(z).items()} for n, z in seen.items()}
+
+# %% ../nbs/09_benchmarks.ipynb #0f92961d
+def _sine_tensors(net):
+    "(3, features) amplitude, frequency, damping of every sine, detached copies, by module name."
+    return {n: torch.stack([m.amplitude, m.frequency, m.damping]).detach().float().clone()
+            for n, m in net.named_modules() if isinstance(m, SineActivation)}
+
+def mechanism_record(pre_init:dict,   # `preact_stats` at initialisation
+                     pre_final:dict,  # `preact_stats` after training
+                     init:dict,       # `_sine_tensors` at initialisation
+                     final:dict,      # `_sine_tensors` after training
+                    ) -> dict:
+    "Per activation: input statistics before/after; per sine: mean A, f, d before/after, mean |Δ|."
+    out = {n: dict(pre_init=pre_init[n], pre_final=pre_final[n]) for n in pre_init}
+    for n, a in init.items():
+        for i, k in enumerate("Afd"):
+            out[n][k] = [round(a[i].mean().item(), 4), round(final[n][i].mean().item(), 4)]
+            out[n]["|d" + k + "|"] = round((final[n][i] - a[i]).abs().mean().item(), 5)
+    return out
+
 # %% ../nbs/09_benchmarks.ipynb #358ada80
 def ablation_run(arm:str,               # one of `ABLATION_ARMS`
                  data,                  # a psannLMDataPrep with a validation split
@@ -479,19 +526,30 @@ def ablation_run(arm:str,               # one of `ABLATION_ARMS`
                  batch:int=16,          # sequences per step
                  eval_interval:int=25,  # steps between validations
                  snapshots:bool=False,  # record the sine parameters before and after
-                 **dims,                # d_model, n_layers, n_heads for `ablation_model`
+                 stats:bool=False,      # record `mechanism_record` on the first validation windows
+                 **dims,                # d_model, n_layers, n_heads, sine_params: `ablation_model`
                 ) -> dict:
-    "Train one arm once; its validation curve (step, tokens, loss), final loss, wall time and optionally sine snapshots."
+    "Train one arm once: validation curve (step, tokens, loss), final loss, time, sine records."
     torch.manual_seed(seed)
     net = ablation_model(arm, data.vocab_size, seq_len=data.max_length, **dims)
     init = sine_snapshot(net) if snapshots else None
+    if stats:
+        val = data.val_dataset
+        ids = torch.stack([val[i]["input_ids"] for i in range(min(batch, len(val)))])
+        pre0, p0 = preact_stats(net, ids), _sine_tensors(net)
     t0 = time.perf_counter()
-    res = train(net, data, TrainConfig(max_steps=steps, batch_size=batch, lr=lr, seed=1337 + seed, eval_interval=eval_interval,
-                                       log_interval=eval_interval, progress=False))
-    curve = [[r["step"], r["tokens"], round(r["val_loss"], 5)] for r in res["history"] if "val_loss" in r]
-    out = dict(arm=arm, lr=lr, seed=seed, steps=res["steps"], tokens=res["tokens"], val_loss=round(res["eval"]["loss"], 5),
-               curve=curve, wall_s=round(time.perf_counter() - t0, 2), params=sum(p.numel() for p in net.parameters()))
+    cfg = TrainConfig(max_steps=steps, batch_size=batch, lr=lr, seed=1337 + seed,
+                      eval_interval=eval_interval, log_interval=eval_interval, progress=False)
+    res = train(net, data, cfg)
+    curve = [[r["step"], r["tokens"], round(r["val_loss"], 5)]
+             for r in res["history"] if "val_loss" in r]
+    out = dict(arm=arm, lr=lr, seed=seed, steps=res["steps"], tokens=res["tokens"],
+               val_loss=round(res["eval"]["loss"], 5), curve=curve,
+               wall_s=round(time.perf_counter() - t0, 2),
+               params=sum(p.numel() for p in net.parameters()))
     if snapshots and init: out.update(sine_init=init, sine_final=sine_snapshot(net))
+    if stats:
+        out["mechanism"] = mechanism_record(pre0, preact_stats(net, ids), p0, _sine_tensors(net))
     return out
 
 # %% ../nbs/09_benchmarks.ipynb #c07ba4ca
@@ -513,6 +571,51 @@ def ablation_step_times(vocab:int,          # vocabulary size
         return step
     times = time_alternating({a: make_step(a) for a in arms}, runs=runs, inner=1, warmup=1)
     return {a: round(statistics.median(ts), 5) for a, ts in times.items()}
+
+# %% ../nbs/09_benchmarks.ipynb #00836c7a
+def bench_data(source,      # a text file (paragraphs are documents) or a list of texts
+               vocab:int,   # byte-level BPE size (260 = the 256 bytes, 3 special tokens, 1 merge)
+               seq_len:int, # tokens per window
+              ) -> tuple:
+    "The benchmarks' data protocol: (data, 5 % of the documents held out; validation characters)."
+    files = isinstance(source, (str, Path))
+    kw = dict(vocab_size=vocab, max_length=seq_len, val_split=0.05, seed=1337, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if files: data = psannLMDataPrep.from_files(source, doc_sep="\n\n", **kw)
+        else: data = psannLMDataPrep.from_texts(source, **kw)
+    split = data.meta["split"]
+    if split["by"] != "documents": return data, split["held_chars"]
+    corpus = make_corpus(Path(source), doc_sep="\n\n") if files else make_corpus(source, False)
+    return data, sum(len(p) for d, p, _ in corpus.pieces() if in_validation(d, 1337, 0.05))
+
+# %% ../nbs/09_benchmarks.ipynb #cef302c8
+def resume_state(out:Path,      # the results JSON (may not exist yet)
+                 settings:dict, # everything the runs depend on (JSON-able)
+                ) -> dict:
+    "The state saved in `out` if it was made with the same `settings`, else a fresh one."
+    settings = json.loads(json.dumps(settings))     # tuples read back as lists
+    state = json.loads(out.read_text())["results"][0] if out.exists() else {}
+    return state if state.get("settings") == settings else dict(settings=settings, runs=[])
+
+# %% ../nbs/09_benchmarks.ipynb #a5f92df0
+def record_run(state:dict, # holds "runs", the finished runs
+               key:dict,   # what identifies the run: entries its record must match
+               fn,         # zero-argument callable: trains once and returns the run's record
+               save,       # zero-argument callable, called after a new run is recorded
+               log=print,  # progress messages go here
+              ) -> dict:
+    "The run recorded under `key`, or run `fn` and record it (a divergence is recorded too)."
+    done = next((r for r in state["runs"] if all(r.get(k) == v for k, v in key.items())), None)
+    if done is not None: return done
+    try: r = {**fn(), **key}
+    except FloatingPointError as e: r = dict(key, val_loss=None, curve=[], diverged=str(e))
+    state["runs"].append(r)
+    save()
+    loss = r["val_loss"]
+    msg = r["diverged"] if loss is None else f"val loss {loss:.4f} ({r['wall_s']:.0f} s)"
+    log(" ".join(f"{k}={v}" for k, v in key.items()) + ": " + msg)
+    return r
 
 # %% ../nbs/09_benchmarks.ipynb #7beb1b4f
 def ablation(path,                                            # the corpus, a text file (paragraphs are documents)
@@ -540,23 +643,15 @@ def ablation(path,                                            # the corpus, a te
     settings = dict(corpus=Path(path).name, arms=list(arms), lrs=list(lrs), seeds=seeds, steps=steps, batch=batch, seq_len=seq_len,
                     vocab=vocab, eval_interval=eval_interval, **dims)
     out = Path(out)
-    state = json.loads(out.read_text())["results"][0] if out.exists() else {}
-    if state.get("settings") != settings: state = dict(settings=settings, runs=[])
+    state = resume_state(out, settings)
     command = command or f"ablation({str(path)!r}, steps={steps}, seeds={seeds})"
     save = lambda: save_results(out, [state], command)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = psannLMDataPrep.from_files(path, vocab_size=vocab, max_length=seq_len, val_split=0.05, doc_sep="\n\n", seed=1337, progress=False)
-    corpus = make_corpus(Path(path), doc_sep="\n\n")
-    state["val_chars"] = sum(len(p) for d, p, _ in corpus.pieces() if in_validation(d, 1337, 0.05))
+    data, state["val_chars"] = bench_data(Path(path), vocab, seq_len)
     state["val_tokens"] = data.meta["splits"]["val"]["tokens"]
-    done = {(r["arm"], r["lr"], r["seed"]) for r in state["runs"]}
     def run(arm, lr, seed):
-        if (arm, lr, seed) in done: return
-        try: r = ablation_run(arm, data, lr, seed, steps, batch, eval_interval, snapshots=seed == 0, **dims)
-        except FloatingPointError as e: r = dict(arm=arm, lr=lr, seed=seed, val_loss=None, curve=[], diverged=str(e))   # too high a rate: recorded, not fatal
-        state["runs"].append(r); done.add((arm, lr, seed)); save()
-        log(f"{arm:26s} lr={lr:g} seed={seed}: " + (f"val loss {r['val_loss']:.4f} ({r['wall_s']:.0f} s)" if r["val_loss"] is not None else r["diverged"]))
+        fn = lambda: ablation_run(arm, data, lr, seed, steps, batch, eval_interval,
+                                  snapshots=seed == 0, **dims)
+        record_run(state, dict(arm=arm, lr=lr, seed=seed), fn, save, log)
     for arm in arms:
         for lr in lrs: run(arm, lr, 0)
     swept = lambda a: [r for r in state["runs"] if r["arm"] == a and r["seed"] == 0 and r["val_loss"] is not None]
@@ -653,6 +748,237 @@ def sine_param_shift(state:dict,         # what `ablation` returns
         rows.append(row)
     return rows
 
+# %% ../nbs/09_benchmarks.ipynb #6516196b
+SWEEP_CORPORA = {"shakespeare bytes": ("shakespeare", 260),     # name: (text, byte-level BPE size)
+                 "shakespeare bpe2048": ("shakespeare", 2048),
+                 "stdlib bytes": ("stdlib", 260)}
+
+def sweep_source(name:str, # a key of `SWEEP_CORPORA`
+                ) -> tuple:
+    "(text file or texts, vocabulary) of a sweep corpus; (None, why) when its text is absent."
+    if name not in SWEEP_CORPORA:
+        raise ValueError(f"corpus must be one of {list(SWEEP_CORPORA)}, got {name!r}")
+    text, vocab = SWEEP_CORPORA[name]
+    if text == "stdlib": return default_corpus(), vocab
+    src = shared_corpus()
+    return (src, vocab) if src else (None, "shared/data/tinyshakespeare.txt is absent")
+
+# %% ../nbs/09_benchmarks.ipynb #d7687f71
+def sweep_setting(arm:str,               # "respsann", "waveresnet", "respsann + GELU", "HF GPT-2"
+                  sine_params:dict=None, # `SineConfig` settings (sine arms)
+                  d_model:int=None,      # a width other than the sweep's
+                 ) -> dict:
+    "One named point of the sweep: its arm, sine settings and width, as `ablation_run` takes them."
+    sp = dict(sine_params or {})
+    words = [arm]
+    if arm in ("respsann", "waveresnet"): words.append(f"f={sp.pop('freq_init', 1.0):g}")
+    if sp.pop("learnable", True) is False: words.append("frozen")
+    words += [f"{k}={v:g}" for k, v in sorted(sp.items())]
+    if d_model: words.append(f"d_model={d_model}")
+    out = dict(name=" ".join(words), arm=arm)
+    if sine_params: out["sine_params"] = dict(sine_params)
+    if d_model: out["d_model"] = d_model
+    return out
+
+# %% ../nbs/09_benchmarks.ipynb #653b2f83
+def _best_lrs(state:dict) -> dict:
+    "{corpus: {setting: the learning rate of its best seed-0 run in the frequency stage}}."
+    best = {}
+    for r in state["runs"]:
+        if r["stage"] != "freq" or r["seed"] != 0 or r["val_loss"] is None: continue
+        cur = best.setdefault(r["corpus"], {}).get(r["setting"])
+        if cur is None or r["val_loss"] < cur[1]:
+            best[r["corpus"]][r["setting"]] = (r["lr"], r["val_loss"])
+    return {c: {n: lr for n, (lr, _) in d.items()} for c, d in best.items()}
+
+def _is_sine(name:str) -> bool:
+    "Whether a sweep setting's name is a sine setting ('respsann f=4 ...'), not a reference."
+    return name.split()[1:2] != [] and name.split()[1].startswith("f=")
+
+def _sweep_picks(state:dict, default:str="respsann f=1") -> dict:
+    "The points to seed (the default, each corpus's best sine setting, GELU) and the best overall."
+    lrs = state["best_lr"]
+    loss = {(r["corpus"], r["setting"]): r["val_loss"] for r in state["runs"]
+            if r["stage"] == "freq" and r["seed"] == 0
+            and r["lr"] == lrs[r["corpus"]].get(r["setting"])}
+    bases = state["settings"]["bases"]
+    corpora = [c for c in state["best_lr"] if (c, default) in loss]
+    sine = {n for c, n in loss if n.split()[0] in bases and _is_sine(n)}
+    tops = [min((n for n in sine if (c, n) in loss), key=lambda n: loss[c, n]) for c in corpora]
+    rel = lambda n: statistics.mean(loss[c, n] / loss[c, default] for c in corpora)
+    best = min(dict.fromkeys(tops), key=rel) if tops else default
+    refs = [n for n in state["settings"]["refs"] if n == "respsann + GELU"]
+    return dict(seeded=list(dict.fromkeys([default, *tops, *refs])), best=best)
+
+# %% ../nbs/09_benchmarks.ipynb #c7e8c7c5
+SWEEP_FREQS = (0.5, 1, 2, 3, 4, 6, 8, 12)
+SWEEP_INIT = dict(amp_init=(0.5, 2.0), damp_init=(0.001, 0.1), amp_init_std=(0.25,),
+                  freq_init_std=(0.5,), damp_init_std=(0.005,))   # stage 2: one change at a time
+STEPS_DEFAULT = 250   # steps per sweep run: the whole sweep ≈ 74 min on 2 cores (the budget above)
+
+def _check_sweep(corpora, bases, freqs, init_grid, width_freqs):
+    "Refuse bad sweep settings before any work starts."
+    bad = [c for c in corpora if c not in SWEEP_CORPORA]
+    if bad: raise ValueError(f"corpora must be among {list(SWEEP_CORPORA)}, got {bad}")
+    if not set(width_freqs) <= set(freqs):
+        raise ValueError(f"width_freqs {width_freqs} must be among freqs {freqs}")
+    if 1 not in freqs: raise ValueError(f"freqs must include 1 (the default), got {freqs}")
+    if "respsann" not in bases: raise ValueError(f"bases must include respsann, got {bases}")
+    for f in freqs: SineConfig(freq_init=f)
+    for k, vs in init_grid.items():
+        for v in vs: SineConfig(**{k: v})
+
+def sweep(out:str|Path="benchmarks/results/sine_sweep.json", # saved after each run; reruns resume
+          corpora=tuple(SWEEP_CORPORA),     # keys of `SWEEP_CORPORA`; an absent text is skipped
+          freqs=SWEEP_FREQS,                # freq_init values, each trainable and frozen
+          bases=("respsann", "waveresnet"), # the sine bases
+          refs=("respsann + GELU", "HF GPT-2"), # the reference arms
+          lrs=(2e-3, 6e-3),                 # learning rates swept per setting at seed 0
+          seeds:int=3,                      # seeds at the interesting points
+          steps:int=STEPS_DEFAULT,          # per run; 250: the whole sweep ≈ 74 min on 2 cores
+          batch:int=12,                     # sequences per step
+          seq_len:int=64,                   # tokens per sequence
+          d_model:int=128,                  # model width
+          n_layers:int=4,                   # blocks
+          n_heads:int=4,                    # attention heads
+          init_grid:dict=SWEEP_INIT,        # stage 2: SineConfig settings, one at a time, best f
+          widths=(64, 256),                 # stage 3: other widths ...
+          width_freqs=(1, 2, 4, 8),         # ... each with these freq_init values (among `freqs`)
+          command:str|None=None,            # the command recorded with the results
+          log=print,                        # progress messages go here
+         ) -> dict:
+    "Sweep the sine's initialisation on several corpora against GELU and GPT-2; saved as it goes."
+    _check_sweep(corpora, bases, freqs, init_grid, width_freqs)
+    dims = dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads)
+    settings = dict(corpora=corpora, freqs=freqs, bases=bases, refs=refs, lrs=lrs, seeds=seeds,
+                    steps=steps, batch=batch, seq_len=seq_len, init_grid=init_grid, widths=widths,
+                    width_freqs=width_freqs, **dims)
+    out = Path(out)
+    state = resume_state(out, settings)
+    state["corpora"], data = {}, {}
+    command = command or f"sweep({str(out)!r}, steps={steps}, seeds={seeds})"
+    save = lambda: save_results(out, [state], command)
+    for c in corpora:
+        src, vocab = sweep_source(c)
+        if src is None:
+            state["corpora"][c] = dict(skipped=vocab)
+            log(f"skipped {c}: {vocab}")
+            continue
+        data[c], chars = bench_data(src, vocab, seq_len)
+        tokens = data[c].meta["splits"]["val"]["tokens"]
+        state["corpora"][c] = dict(val_chars=chars, val_tokens=tokens)
+    def run(c, stage, s, lr, seed):
+        kw = {**dims, **{k: v for k, v in s.items() if k not in ("name", "arm")}}
+        fn = lambda: ablation_run(s["arm"], data[c], lr, seed, steps, batch, steps, stats=True,
+                                  **kw)
+        key = dict(corpus=c, stage=stage, setting=s["name"], lr=lr, seed=seed)
+        return record_run(state, key, fn, save, log)
+    grid = [sweep_setting(b, dict(freq_init=f, **({} if t else dict(learnable=False))))
+            for b in bases for t in (True, False) for f in freqs]
+    grid += [sweep_setting(r) for r in refs]
+    for c, s, lr in ((c, s, lr) for c in data for s in grid for lr in lrs):
+        run(c, "freq", s, lr, 0)
+    state["best_lr"] = _best_lrs(state)
+    state.update(_sweep_picks(state))
+    named, lr_of = {s["name"]: s for s in grid}, lambda c, n: state["best_lr"][c][n]
+    for seed, c, n in ((s, c, n) for s in range(1, seeds) for c in data for n in state["seeded"]):
+        run(c, "seeds", named[n], lr_of(c, n), seed)
+    best = named[state["best"]]
+    arm, sp = best["arm"], best.get("sine_params", {})
+    for c in data:
+        for k, v in ((k, v) for k, vs in init_grid.items() for v in vs):
+            run(c, "init", sweep_setting(arm, {**sp, k: v}), lr_of(c, best["name"]), 0)
+        for w, f in ((w, f) for w in widths for f in width_freqs):
+            at = sweep_setting(arm, {**sp, "freq_init": f})
+            run(c, "width", sweep_setting(arm, at["sine_params"], w), lr_of(c, at["name"]), 0)
+    save()
+    return state
+
+
+# %% ../nbs/09_benchmarks.ipynb #3b1a3e60
+def sweep_summary(state:dict, # what `sweep` returns (or the "results" entry of its JSON)
+                 ) -> dict:
+    "Seeded settings per corpus (mean ± std), the best per corpus, whether the best beats f=1."
+    std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
+    rows, by = [], {}
+    for c, lrs in state["best_lr"].items():
+        info = state["corpora"][c]
+        bpc = lambda loss: loss * info["val_tokens"] / info["val_chars"] / math.log(2)
+        for n in state["seeded"]:
+            xs = [r["val_loss"] for r in state["runs"] if r["corpus"] == c and r["setting"] == n
+                  and r["stage"] in ("freq", "seeds") and r["lr"] == lrs.get(n)
+                  and r["val_loss"] is not None]
+            if not xs: continue
+            by[c, n] = (statistics.mean(xs), std(xs), len(xs))
+            m, s, _ = by[c, n]
+            rows.append(dict(corpus=c, setting=n, lr=lrs[n], seeds=len(xs), mean=m, std=s,
+                             val_loss=f"{m:.4f} ± {s:.4f}", bpc=f"{bpc(m):.4f} ± {bpc(s):.4f}"))
+    bases = state["settings"]["bases"]
+    sines = lambda c: [n for (c2, n) in by if c2 == c and n.split()[0] in bases and _is_sine(n)]
+    best = {c: min(sines(c), key=lambda n: by[c, n][0]) for c in state["best_lr"]}
+    cand, default = state["best"], "respsann f=1"
+    def beats(c):
+        (m1, s1, n1), (m0, s0, n0) = by[c, cand], by[c, default]
+        return None if min(n0, n1) < 2 else m0 - m1 > 2 * max(s0, s1)
+    verdict = {c: beats(c) for c in state["best_lr"]}
+    everywhere = bool(verdict) and all(v is True for v in verdict.values())
+    return dict(rows=rows, best_per_corpus=best, candidate=cand, beats_default=verdict,
+                beats_everywhere=everywhere)
+
+# %% ../nbs/09_benchmarks.ipynb #4d41ef79
+def plot_sweep(state:dict,       # what `sweep` returns
+               figsize=None,     # matplotlib figure size; None = by the number of corpora
+              ):
+    "Validation loss (seed 0, best lr) against freq_init per corpus, the references as lines."
+    import matplotlib.pyplot as plt
+    cs = list(state["best_lr"])
+    fig, axes = plt.subplots(1, len(cs), figsize=figsize or (4.2 * len(cs), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], cs):
+        lrs = state["best_lr"][c]
+        runs = [r for r in state["runs"] if r["corpus"] == c and r["stage"] == "freq"
+                and r["seed"] == 0 and r["lr"] == lrs.get(r["setting"])]
+        for b in state["settings"]["bases"]:
+            for frozen in (False, True):
+                pts = sorted((float(r["setting"].split()[1][2:]), r["val_loss"]) for r in runs
+                             if r["setting"].split()[0] == b and _is_sine(r["setting"])
+                             and r["setting"].endswith("frozen") == frozen
+                             and r["val_loss"] is not None)
+                label = b + (" frozen" if frozen else "")
+                if pts: ax.plot(*zip(*pts), "x--" if frozen else "o-", label=label)
+        for i, r in enumerate(r for r in runs if r["setting"] in state["settings"]["refs"]):
+            ax.axhline(r["val_loss"], color=f"C{6 + i}", ls=":", label=r["setting"])
+        ax.set(xscale="log", xlabel="freq_init", title=c)
+    axes[0, 0].set_ylabel("validation loss (nats/token)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_benchmarks.ipynb #cc49de75
+def plot_activation(run:dict,       # a run recorded with `stats=True` (a sweep run)
+                    figsize=None,   # matplotlib figure size; None = by the number of layers
+                   ):
+    "Each layer's MLP sine at its mean A, f, d over the range of its inputs, at init and trained."
+    import matplotlib.pyplot as plt
+    mech = run.get("mechanism", {})
+    mech = {n: m for n, m in mech.items() if n.endswith("mlp.act") and "f" in m}
+    name = run.get("setting", run.get("arm"))
+    if not mech: raise ValueError(f"run {name!r} has no sine statistics (a sine arm, stats=True)")
+    fig, axes = plt.subplots(1, len(mech), figsize=figsize or (3.2 * len(mech), 3), squeeze=False)
+    for ax, (n, m) in zip(axes[0], mech.items()):
+        for i, when in enumerate(("init", "final")):
+            pre = m[f"pre_{when}"]
+            z = torch.linspace(pre["p01"], pre["p99"], 200)
+            h = sine_formula(z, *(torch.tensor(m[k][i]) for k in "Afd"))
+            ax.plot(z, h, label=f"{when}: f={m['f'][i]:.2f}, std(z)={pre['std']:.2f}")
+            lo, hi = pre["mean"] - pre["std"], pre["mean"] + pre["std"]
+            ax.axvspan(lo, hi, alpha=0.1, color=f"C{i}")
+        ax.plot(z, z * m["A"][1] * m["f"][1], ls=":", color="grey", lw=1, label="linear (A·f·z)")
+        ax.set_title(f"layer {n.split('.')[1]}", fontsize=9)
+        ax.legend(fontsize=6)
+    axes[0, 0].set(xlabel="pre-activation z (1st to 99th percentile)", ylabel="h(z)")
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/09_benchmarks.ipynb #2a9d3ccc
 H100_BF16_PEAK = 989e12   # dense bf16 FLOP/s of an H100 SXM (NVIDIA's datasheet)
 
@@ -694,7 +1020,7 @@ def bench_gpu(d_model:int=768,                   # model width
     return rows
 
 # %% ../nbs/09_benchmarks.ipynb #dd8fe043
-BENCHMARKS = ("sine", "train", "memory", "dataprep", "fit", "generate", "ablation", "gpu")
+BENCHMARKS = ("sine", "train", "memory", "dataprep", "fit", "generate", "ablation", "sweep", "gpu")
 
 @call_parse
 def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sine)", str, nargs="?"),  # the benchmark to run
@@ -702,7 +1028,7 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
               inner:int=5,         # calls per timing (sine; a training step is timed once per round)
               shape:str="8,256,1024",  # sine: activation input shape, comma-separated
               seeds:int=3,         # ablation: seeds per arm
-              steps:int=400,       # ablation: optimizer steps per run
+              steps:int=None,      # ablation, sweep: optimizer steps per run (None: their default)
               out:str=None):       # JSON path; default benchmarks/results/<what>.json
     "Run a psann_lm benchmark, print its table and save its results."
     what = what or "sine"
@@ -711,14 +1037,22 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
     except ValueError: raise SystemExit(f"psann_lm_bench: --shape must be comma-separated integers, got {shape!r}") from None
     if len(dims) != 3 or min(dims) < 1: raise SystemExit(f"psann_lm_bench: --shape must be three positive integers (batch,time,features), got {shape!r}")
     for name, v in (("runs", runs), ("inner", inner), ("seeds", seeds), ("steps", steps)):
-        if v < 1: raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
+        if v is not None and v < 1:
+            raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
     cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"
     default = f"benchmarks/results/{ {'train': 'train_step'}.get(what, what) }.json"
     if what == "ablation":
         src = shared_corpus()
         if src is None: raise SystemExit("psann_lm_bench ablation needs Tiny Shakespeare at shared/data/tinyshakespeare.txt in or above the working directory")
-        state = ablation(src, out or default, seeds=seeds, steps=steps, step_runs=min(runs, 7), command=cmd)
+        state = ablation(src, out or default, seeds=seeds, steps=steps or 400,
+                         step_runs=min(runs, 7), command=cmd)
         print(results_table(ablation_summary(state), ("arm", "lr", "seeds", "val_loss", "bpc", "loss_at_equal_time", "bpc_at_equal_time")))
+        return print(f"saved to {out or default}")
+    if what == "sweep":
+        state = sweep(out or default, seeds=seeds, steps=steps or STEPS_DEFAULT, command=cmd)
+        summ = sweep_summary(state)
+        print(results_table(summ["rows"], ("corpus", "setting", "lr", "seeds", "val_loss", "bpc")))
+        print(f"best overall: {summ['candidate']}; beats f=1 by > 2 std: {summ['beats_default']}")
         return print(f"saved to {out or default}")
     if what == "sine":
         rows, cols = bench_sine(shape=dims, runs=runs, inner=inner), ("dtype", "impl", "median_ms", "vs_gelu", "saved_MiB")

@@ -19,8 +19,8 @@ from .model import ModelConfig
 from .trainer import TRAIN_ALIASES, TrainConfig, check_step_memory, micro_batch_size
 
 # %% auto #0
-__all__ = ['SECTIONS', 'DATA_KEYS', 'DEMO_PROMPTS', 'SafeLoader', 'apply_overrides', 'load_config', 'run_config', 'train_cli',
-           'run_demo', 'demo']
+__all__ = ['SECTIONS', 'DATA_KEYS', 'DEMO_PROMPTS', 'SafeLoader', 'apply_overrides', 'load_config', 'check_fits', 'run_config',
+           'train_cli', 'run_demo', 'demo']
 
 # %% ../nbs/08_cli.ipynb #bfc49e61
 SECTIONS = ("model", "data", "train")
@@ -111,23 +111,22 @@ def load_config(path=None,                # the YAML file; None = only overrides
     for s, check in checks.items():                 # every value checked now, not after the data is prepared
         try: check()
         except (ValueError, TypeError, FileNotFoundError) as e: raise _in_section(s, e, valid[s]) from None
-    try: _check_fits(cfg)
-    except ValueError as e: raise ValueError(f"data.max_length: {e}") from None
     return cfg
 
 
 # %% ../nbs/08_cli.ipynb #f7b71bd9
-def _check_fits(cfg:dict):
-    "Refuse a run whose micro-batch cannot fit, from the config alone (no data read, no model built)."
+def check_fits(cfg:dict, # a config from `load_config`
+              ):
+    "Refuse a run whose micro-batch cannot fit on this launch's device, from the config alone (nothing read or built)."
     model, data = dict(cfg["model"]), cfg["data"]
     L = data.get("max_length", 1024)
     model.setdefault("vocab_size", data.get("vocab_size", 8192))
     model["max_seq_len"] = max(L, model.get("max_seq_len") or L)
     mc = ModelConfig(**_model_kwargs(model.pop("base", "waveresnet"), model))
-    train = TrainConfig.from_dict(cfg["train"])
-    bs = micro_batch_size(train, L, int(os.environ.get("WORLD_SIZE", "1")))
+    bs = micro_batch_size(TrainConfig.from_dict(cfg["train"]), L, int(os.environ.get("WORLD_SIZE", "1")))
     masked = data.get("doc_masking", False) or not data.get("pack_sequences", True)
-    check_step_memory(mc, bs, L, "cuda" if torch.cuda.is_available() else "cpu", masked)
+    try: check_step_memory(mc, bs, L, "cuda" if torch.cuda.is_available() else "cpu", masked)
+    except ValueError as e: raise ValueError(f"data.max_length: {e}") from None
 
 # %% ../nbs/08_cli.ipynb #a13b1dc2
 def _sources(data:dict):
@@ -138,6 +137,7 @@ def _sources(data:dict):
 def run_config(cfg:dict, # a config from `load_config`
               ) -> psannLM:
     "Prepare the data, build the model and train it as `cfg` (from `load_config`) says."
+    check_fits(cfg)
     model_kw, data_kw, train_kw = dict(cfg["model"]), dict(cfg["data"]), dict(cfg["train"])
     sources, as_files = _sources(data_kw)
     if "vocab_size" in model_kw: data_kw.setdefault("vocab_size", model_kw["vocab_size"])
@@ -160,7 +160,7 @@ def train_cli(argv=None, # command-line arguments; None = sys.argv[1:]
     ap.add_argument("overrides", nargs="*",
                     help="section.key=value settings over the file's (e.g. train.max_steps=100)")
     args = ap.parse_args(argv)
-    try: cfg = load_config(args.config, args.overrides)
+    try: check_fits(cfg := load_config(args.config, args.overrides))
     except (ValueError, FileNotFoundError) as e: ap.exit(2, f"psann-lm-train: {e}\n")
     res = run_config(cfg).last_fit
     if not PartialState().is_main_process: return   # one summary, by the process that saved

@@ -1029,7 +1029,7 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
               shape:str="8,256,1024",  # sine: activation input shape, comma-separated
               seeds:int=3,         # ablation: seeds per arm
               steps:int=None,      # ablation, sweep: optimizer steps per run (None: their default)
-              out:str=None):       # JSON path; default benchmarks/results/<what>.json
+              out:str=None):       # JSON path; default benchmarks/results/<what>.json (sweep: sine_sweep.json)
     "Run a psann_lm benchmark, print its table and save its results."
     what = what or "sine"
     if what not in BENCHMARKS: raise SystemExit(f"psann_lm_bench: unknown benchmark {what!r}; available: {', '.join(BENCHMARKS)}")
@@ -1040,7 +1040,7 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
         if v is not None and v < 1:
             raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
     cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"
-    default = f"benchmarks/results/{ {'train': 'train_step'}.get(what, what) }.json"
+    default = f"benchmarks/results/{ {'train': 'train_step', 'sweep': 'sine_sweep'}.get(what, what) }.json"
     if what == "ablation":
         src = shared_corpus()
         if src is None: raise SystemExit("psann_lm_bench ablation needs Tiny Shakespeare at shared/data/tinyshakespeare.txt in or above the working directory")

@@ -4,13 +4,13 @@
 
 # %% ../nbs/09_benchmarks.ipynb #5b2785a9
 from __future__ import annotations
-import contextlib, json, math, os, platform, shutil, statistics, subprocess, sys, tempfile, textwrap, time, warnings
+import contextlib, dataclasses, json, math, os, platform, shutil, statistics, subprocess, sys, tempfile, textwrap, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from fastcore.script import Param, call_parse
+from fastcore.script import Param, call_parse, store_true
 
 from .sine import SineActivation, SineConfig, saved_tensor_bytes, sine_formula, sine_kernel
 from .model import DecoderLM, LMOutput, ModelConfig, causal_lm_loss
@@ -22,12 +22,13 @@ from .dataprep import Corpus, _file_pieces, default_corpus, psannLMDataPrep
 
 # %% auto #0
 __all__ = ['TRAIN_SIZES', 'ABLATION_ARMS', 'SWEEP_CORPORA', 'SWEEP_FREQS', 'SWEEP_INIT', 'STEPS_DEFAULT', 'H100_BF16_PEAK',
-           'BENCHMARKS', 'machine_info', 'time_alternating', 'save_results', 'bench_sine', 'results_table',
-           'bench_train_step', 'shared_corpus', 'bench_text', 'bench_dataprep', 'bench_fit_overhead',
-           'bench_shakespeare', 'bench_generation', 'bench_memory', 'GPT2Arm', 'ablation_model', 'sine_snapshot',
-           'preact_stats', 'mechanism_record', 'ablation_run', 'ablation_step_times', 'bench_data', 'resume_state',
-           'record_run', 'ablation', 'ablation_summary', 'plot_ablation', 'plot_sine_params', 'sine_param_shift',
-           'sweep_source', 'sweep_setting', 'sweep', 'sweep_summary', 'plot_sweep', 'plot_activation', 'bench_gpu',
+           'GPU_ABLATION', 'BENCHMARKS', 'machine_info', 'time_alternating', 'save_results', 'bench_sine',
+           'results_table', 'bench_train_step', 'shared_corpus', 'bench_text', 'bench_dataprep', 'bench_fit_overhead',
+           'bench_shakespeare', 'bench_generation', 'bench_memory', 'GPT2Arm', 'ablation_model', 'arm_sine',
+           'sine_snapshot', 'preact_stats', 'mechanism_record', 'ablation_run', 'ablation_step_times', 'bench_data',
+           'resume_state', 'record_run', 'ablation', 'ablation_summary', 'plot_ablation', 'plot_sine_params',
+           'sine_param_shift', 'ablation_conclusion', 'sweep_source', 'sweep_setting', 'sweep', 'sweep_summary',
+           'sweep_details', 'sweep_conclusion', 'plot_sweep', 'plot_activation', 'bench_gpu', 'ablation_gpu',
            'bench_cli']
 
 # %% ../nbs/09_benchmarks.ipynb #b2d3423e
@@ -469,6 +470,14 @@ def ablation_model(arm:str,               # one of `ABLATION_ARMS`
     if sine_params: kw["sine_params"] = {**kw.get("sine_params", {}), **sine_params}
     return DecoderLM(ModelConfig(**{"base": "respsann", **kw, **dims}))
 
+# %% ../nbs/09_benchmarks.ipynb #1ecd8993
+def arm_sine(arm:str, # one of `ABLATION_ARMS`
+            ) -> dict|None:
+    "Every `SineConfig` field the arm trains with (JSON-able); None for the arms without a sine."
+    if arm in ("HF GPT-2", "respsann + GELU"): return None
+    cfg = ablation_model(arm, vocab=8, d_model=8, n_layers=1, n_heads=1, seq_len=4).config
+    return json.loads(json.dumps(dataclasses.asdict(cfg.sine_config)))
+
 # %% ../nbs/09_benchmarks.ipynb #4a61e882
 def sine_snapshot(net:nn.Module, # a model with `SineActivation`s
                   digits:int=4,  # significant digits kept
@@ -527,6 +536,7 @@ def ablation_run(arm:str,               # one of `ABLATION_ARMS`
                  eval_interval:int=25,  # steps between validations
                  snapshots:bool=False,  # record the sine parameters before and after
                  stats:bool=False,      # record `mechanism_record` on the first validation windows
+                 train_kw:dict=None,    # further `TrainConfig` settings (amp, eval_tokens, ...)
                  **dims,                # d_model, n_layers, n_heads, sine_params: `ablation_model`
                 ) -> dict:
     "Train one arm once: validation curve (step, tokens, loss), final loss, time, sine records."
@@ -539,7 +549,8 @@ def ablation_run(arm:str,               # one of `ABLATION_ARMS`
         pre0, p0 = preact_stats(net, ids), _sine_tensors(net)
     t0 = time.perf_counter()
     cfg = TrainConfig(max_steps=steps, batch_size=batch, lr=lr, seed=1337 + seed,
-                      eval_interval=eval_interval, log_interval=eval_interval, progress=False)
+                      eval_interval=eval_interval, log_interval=eval_interval, progress=False,
+                      **(train_kw or {}))
     res = train(net, data, cfg)
     curve = [[r["step"], r["tokens"], round(r["val_loss"], 5)]
              for r in res["history"] if "val_loss" in r]
@@ -558,18 +569,23 @@ def ablation_step_times(vocab:int,          # vocabulary size
                         seq_len:int=128,    # tokens per sequence
                         arms=ABLATION_ARMS, # the arms timed
                         runs:int=7,         # alternating rounds
+                        device:str="cpu",   # where the steps run
+                        amp:str="no",       # "bf16": the forward under bf16 autocast, as training does
                         **dims,             # d_model, n_layers, n_heads for `ablation_model`
                        ) -> dict:
     "Median seconds per optimizer step of each arm (alternating rounds, same batch)."
     torch.manual_seed(0)
-    ids = torch.randint(0, vocab, (batch, seq_len + 1))
+    ids = torch.randint(0, vocab, (batch, seq_len + 1), device=device)
+    cast = lambda: torch.autocast(device.split(":")[0], torch.bfloat16, enabled=amp == "bf16")
     def make_step(arm):
-        m = ablation_model(arm, vocab, seq_len=seq_len, **dims).train()
+        m = ablation_model(arm, vocab, seq_len=seq_len, **dims).to(device).train()
         opt = torch.optim.AdamW(m.param_groups(0.1), lr=1e-3)
         def step():
-            m(ids[:, :-1], labels=ids).loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+            with cast(): loss = m(ids[:, :-1], labels=ids).loss
+            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
         return step
-    times = time_alternating({a: make_step(a) for a in arms}, runs=runs, inner=1, warmup=1)
+    times = time_alternating({a: make_step(a) for a in arms}, runs=runs, inner=1, warmup=1,
+                             device=device)
     return {a: round(statistics.median(ts), 5) for a, ts in times.items()}
 
 # %% ../nbs/09_benchmarks.ipynb #00836c7a
@@ -632,6 +648,8 @@ def ablation(path,                                            # the corpus, a te
              n_layers:int=4,                                  # blocks
              n_heads:int=4,                                   # attention heads
              step_runs:int=7,                                 # rounds of the step-time measurement
+             train_kw:dict=None,                              # further `TrainConfig` settings (amp, ...)
+             device:str="cpu",                                # where the step times are measured
              command:str|None=None,                           # the command recorded with the results
              log=print,                                       # progress messages go here
             ) -> dict:
@@ -640,27 +658,35 @@ def ablation(path,                                            # the corpus, a te
     if bad: raise ValueError(f"arms must be among {ABLATION_ARMS}, got {bad}")
     if not Path(path).is_file(): raise FileNotFoundError(f"ablation corpus not found: {path}")
     dims = dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads)
-    settings = dict(corpus=Path(path).name, arms=list(arms), lrs=list(lrs), seeds=seeds, steps=steps, batch=batch, seq_len=seq_len,
-                    vocab=vocab, eval_interval=eval_interval, **dims)
-    out = Path(out)
+    settings = dict(corpus=Path(path).name, lrs=list(lrs), seeds=seeds, steps=steps, batch=batch,
+                    seq_len=seq_len, vocab=vocab, eval_interval=eval_interval, **dims,
+                    **({"train_kw": train_kw} if train_kw else {}))
+    out, sines = Path(out), {a: arm_sine(a) for a in ABLATION_ARMS}
     state = resume_state(out, settings)
+    state["runs"] = [r for r in state["runs"] if r.get("sine") == sines[r["arm"]]]  # stale sine: rerun
+    state["arms"] = [a for a in ABLATION_ARMS if a in arms or a in {r["arm"] for r in state["runs"]}]
     command = command or f"ablation({str(path)!r}, steps={steps}, seeds={seeds})"
     save = lambda: save_results(out, [state], command)
     data, state["val_chars"] = bench_data(Path(path), vocab, seq_len)
     state["val_tokens"] = data.meta["splits"]["val"]["tokens"]
     def run(arm, lr, seed):
         fn = lambda: ablation_run(arm, data, lr, seed, steps, batch, eval_interval,
-                                  snapshots=seed == 0, **dims)
-        record_run(state, dict(arm=arm, lr=lr, seed=seed), fn, save, log)
+                                  snapshots=seed == 0, train_kw=train_kw, **dims)
+        record_run(state, dict(arm=arm, lr=lr, seed=seed, sine=sines[arm]), fn, save, log)
     for arm in arms:
         for lr in lrs: run(arm, lr, 0)
     swept = lambda a: [r for r in state["runs"] if r["arm"] == a and r["seed"] == 0 and r["val_loss"] is not None]
-    state["best_lr"] = {a: min(swept(a), key=lambda r: r["val_loss"])["lr"] for a in arms}
+    state["best_lr"] = {a: min(swept(a), key=lambda r: r["val_loss"])["lr"] for a in state["arms"]}
     for seed in range(1, seeds):
         for arm in arms: run(arm, state["best_lr"][arm], seed)
-    if "step_s" not in state:
-        state["step_s"] = ablation_step_times(data.vocab_size, batch, seq_len, arms, runs=step_runs, **dims); save()
+    timed = dict(arms=state["arms"], sines=[sines[a] for a in state["arms"]])
+    if state.get("step_s_of") != timed:      # step times of exactly these arms, measured together
+        state["step_s"] = ablation_step_times(data.vocab_size, batch, seq_len, state["arms"],
+                                              runs=step_runs, device=device,
+                                              amp=(train_kw or {}).get("amp", "no"), **dims)
+        state["step_s_of"] = timed; save()
     return state
+
 
 # %% ../nbs/09_benchmarks.ipynb #9db9a539
 def _loss_at_time(run:dict, step_s:float, t:float) -> float:
@@ -676,7 +702,7 @@ def ablation_summary(state:dict, # what `ablation` returns (or the "results" ent
     "One row per arm: best lr, seeds, loss and bpc (mean ± std) at equal tokens and at equal wall-clock."
     bpc = lambda loss: loss * state["val_tokens"] / state["val_chars"] / math.log(2)
     std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
-    arms = state["settings"]["arms"]
+    arms = state["arms"]
     budget = min(state["step_s"][a] * state["settings"]["steps"] for a in arms)
     rows = []
     for a in arms:
@@ -697,7 +723,7 @@ def plot_ablation(state:dict,      # what `ablation` returns
     "Validation loss vs tokens and vs estimated time for every arm at its best lr: seed mean (line) and min–max (band)."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
-    for a in state["settings"]["arms"]:
+    for a in state["arms"]:
         runs = [r for r in state["runs"] if r["arm"] == a and r["lr"] == state["best_lr"][a] and r["curve"]]
         n = min(len(r["curve"]) for r in runs)
         losses = torch.tensor([[c[2] for c in r["curve"][:n]] for r in runs])
@@ -707,7 +733,7 @@ def plot_ablation(state:dict,      # what `ablation` returns
             ax.fill_between(x, losses.min(0).values, losses.max(0).values, alpha=0.2)
     axes[0].set(xlabel="training tokens (millions)", ylabel="validation loss (nats/token)", title="equal tokens")
     axes[1].set(xlabel="estimated seconds (steps × median step time)", title="equal wall-clock")
-    axes[1].axvline(min(state["step_s"][a] for a in state["settings"]["arms"]) * state["settings"]["steps"], color="grey", ls=":", lw=1)
+    axes[1].axvline(min(state["step_s"][a] for a in state["arms"]) * state["settings"]["steps"], color="grey", ls=":", lw=1)
     axes[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
@@ -748,6 +774,54 @@ def sine_param_shift(state:dict,         # what `ablation` returns
         rows.append(row)
     return rows
 
+# %% ../nbs/09_benchmarks.ipynb #1356a03f
+def _seed_losses(state, arm, key="val_loss"):
+    "The final (or equal-time) validation losses of `arm`'s seeds at its best rate."
+    runs = [r for r in state["runs"] if r["arm"] == arm and r["lr"] == state["best_lr"][arm]]
+    if key == "val_loss": return [r["val_loss"] for r in runs]
+    budget = min(state["step_s"][a] * state["settings"]["steps"] for a in state["arms"])
+    return [_loss_at_time(r, state["step_s"][arm], budget) for r in runs]
+
+def _versus(state, a, b, key="val_loss"):
+    "'a is ahead of / behind b by Δ nats (k× the seed std)', clear or not."
+    xa, xb = _seed_losses(state, a, key), _seed_losses(state, b, key)
+    d = statistics.mean(xa) - statistics.mean(xb)
+    s = max(statistics.stdev(x) if len(x) > 1 else 0.0 for x in (xa, xb))
+    clear = s > 0 and abs(d) > 2 * s
+    word = "ahead of" if d < 0 else "behind"
+    return f"`{a}` is {word} `{b}` by {abs(d):.3f} nats ({'clear' if clear else 'not clear'}: seed std {s:.3f})"
+
+def ablation_conclusion(state:dict, # what `ablation` returns (or the "results" entry of its JSON)
+                       ) -> str:
+    "The ablation's answer as Markdown bullet points, every number taken from `state`."
+    rows = {r["arm"]: r for r in ablation_summary(state)}
+    lrs = state["settings"]["lrs"]
+    edge = [a for a in state["arms"] if state["best_lr"][a] in (min(lrs), max(lrs))]
+    out = [f"- **Learning rates**: best per arm " + ", ".join(f"`{a}` {state['best_lr'][a]:g}" for a in state["arms"])
+           + (f"; at the edge of the grid {lrs} for {', '.join(f'`{a}`' for a in edge)}, so those may be held back by it."
+              if edge else f"; none at the edge of the grid {lrs}.")]
+    have = lambda *arms: all(a in rows for a in arms)
+    if have("respsann", "respsann + GELU"):
+        out.append(f"- **Sine or GELU**: trainable sine {rows['respsann']['bpc']} bits/char, GELU "
+                   f"{rows['respsann + GELU']['bpc']}. At equal tokens "
+                   f"{_versus(state, 'respsann', 'respsann + GELU')}; at equal wall-clock "
+                   f"{_versus(state, 'respsann', 'respsann + GELU', 'equal_time')}.")
+    if have("respsann", "respsann, frozen sine", "respsann, frequency only"):
+        out.append(f"- **Training A, f, d**: {_versus(state, 'respsann', 'respsann, frozen sine')}; "
+                   f"{_versus(state, 'respsann, frequency only', 'respsann, frozen sine')}.")
+    if have("waveresnet", "respsann"):
+        ratio = rows["waveresnet"]["step_ms"] / rows["respsann"]["step_ms"]
+        out.append(f"- **WaveResNet**: at equal tokens {_versus(state, 'waveresnet', 'respsann')}; its step "
+                   f"takes {ratio:.2f}× ResPSANN's, and at equal wall-clock "
+                   f"{_versus(state, 'waveresnet', 'respsann', 'equal_time')}.")
+    if have("HF GPT-2", "respsann + GELU"):
+        out.append(f"- **HF GPT-2** at the same dims: {_versus(state, 'HF GPT-2', 'respsann + GELU')}.")
+    if "respsann" in rows:
+        sh = sine_param_shift(state, "respsann")
+        moved = ", ".join(f"layer {r['module'].split('.')[1]} {r['|Δf|'] / r['f init']:.1%}" for r in sh)
+        out.append(f"- **Where f goes** (`respsann`, seed 0): mean per-feature |Δf| relative to its start: {moved}.")
+    return "\n".join(out)
+
 # %% ../nbs/09_benchmarks.ipynb #6516196b
 SWEEP_CORPORA = {"shakespeare bytes": ("shakespeare", 260),     # name: (text, byte-level BPE size)
                  "shakespeare bpe2048": ("shakespeare", 2048),
@@ -771,7 +845,7 @@ def sweep_setting(arm:str,               # "respsann", "waveresnet", "respsann +
     "One named point of the sweep: its arm, sine settings and width, as `ablation_run` takes them."
     sp = dict(sine_params or {})
     words = [arm]
-    if arm in ("respsann", "waveresnet"): words.append(f"f={sp.pop('freq_init', 1.0):g}")
+    if arm in ("respsann", "waveresnet"): words.append(f"f={sp.pop('freq_init', SineConfig().freq_init):g}")
     if sp.pop("learnable", True) is False: words.append("frozen")
     words += [f"{k}={v:g}" for k, v in sorted(sp.items())]
     if d_model: words.append(f"d_model={d_model}")
@@ -795,20 +869,24 @@ def _is_sine(name:str) -> bool:
     "Whether a sweep setting's name is a sine setting ('respsann f=4 ...'), not a reference."
     return name.split()[1:2] != [] and name.split()[1].startswith("f=")
 
-def _sweep_picks(state:dict, default:str="respsann f=1") -> dict:
-    "The points to seed (the default, each corpus's best sine setting, GELU) and the best overall."
+def _sweep_picks(state:dict) -> dict:
+    "Per base: f=1 and each corpus's best trainable setting (seeded) and the candidate; GELU too."
     lrs = state["best_lr"]
     loss = {(r["corpus"], r["setting"]): r["val_loss"] for r in state["runs"]
             if r["stage"] == "freq" and r["seed"] == 0
             and r["lr"] == lrs[r["corpus"]].get(r["setting"])}
-    bases = state["settings"]["bases"]
-    corpora = [c for c in state["best_lr"] if (c, default) in loss]
-    sine = {n for c, n in loss if n.split()[0] in bases and _is_sine(n)}
-    tops = [min((n for n in sine if (c, n) in loss), key=lambda n: loss[c, n]) for c in corpora]
-    rel = lambda n: statistics.mean(loss[c, n] / loss[c, default] for c in corpora)
-    best = min(dict.fromkeys(tops), key=rel) if tops else default
+    seeded, cands = [], {}
+    for b in state["settings"]["bases"]:
+        default = f"{b} f=1"
+        corpora = [c for c in lrs if (c, default) in loss]
+        mine = {n for c, n in loss if n.split()[0] == b and _is_sine(n) and not n.endswith("frozen")}
+        tops = [min((n for n in mine if (c, n) in loss), key=lambda n: loss[c, n]) for c in corpora]
+        rel = lambda n: statistics.mean(loss[c, n] / loss[c, default] for c in corpora)
+        cands[b] = min(dict.fromkeys(tops), key=rel) if tops else default
+        seeded += [default, *tops]
     refs = [n for n in state["settings"]["refs"] if n == "respsann + GELU"]
-    return dict(seeded=list(dict.fromkeys([default, *tops, *refs])), best=best)
+    return dict(seeded=list(dict.fromkeys(seeded + refs)), candidates=cands, best=cands["respsann"])
+
 
 # %% ../nbs/09_benchmarks.ipynb #c7e8c7c5
 SWEEP_FREQS = (0.5, 1, 2, 3, 4, 6, 8, 12)
@@ -891,6 +969,7 @@ def sweep(out:str|Path="benchmarks/results/sine_sweep.json", # saved after each 
         for w, f in ((w, f) for w in widths for f in width_freqs):
             at = sweep_setting(arm, {**sp, "freq_init": f})
             run(c, "width", sweep_setting(arm, at["sine_params"], w), lr_of(c, at["name"]), 0)
+    state["finished"] = True
     save()
     return state
 
@@ -898,7 +977,7 @@ def sweep(out:str|Path="benchmarks/results/sine_sweep.json", # saved after each 
 # %% ../nbs/09_benchmarks.ipynb #3b1a3e60
 def sweep_summary(state:dict, # what `sweep` returns (or the "results" entry of its JSON)
                  ) -> dict:
-    "Seeded settings per corpus (mean ± std), the best per corpus, whether the best beats f=1."
+    "Seeded settings per corpus (mean ± std), the best per corpus, whether each base's candidate beats its f=1."
     std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
     rows, by = [], {}
     for c, lrs in state["best_lr"].items():
@@ -916,14 +995,95 @@ def sweep_summary(state:dict, # what `sweep` returns (or the "results" entry of 
     bases = state["settings"]["bases"]
     sines = lambda c: [n for (c2, n) in by if c2 == c and n.split()[0] in bases and _is_sine(n)]
     best = {c: min(sines(c), key=lambda n: by[c, n][0]) for c in state["best_lr"]}
-    cand, default = state["best"], "respsann f=1"
-    def beats(c):
+    cands = state.get("candidates", {"respsann": state["best"]})
+    def beats(c, cand, default):
+        if (c, cand) not in by or (c, default) not in by: return None
         (m1, s1, n1), (m0, s0, n0) = by[c, cand], by[c, default]
         return None if min(n0, n1) < 2 else m0 - m1 > 2 * max(s0, s1)
-    verdict = {c: beats(c) for c in state["best_lr"]}
-    everywhere = bool(verdict) and all(v is True for v in verdict.values())
-    return dict(rows=rows, best_per_corpus=best, candidate=cand, beats_default=verdict,
-                beats_everywhere=everywhere)
+    verdicts = {b: {c: beats(c, n, f"{b} f=1") for c in state["best_lr"]} for b, n in cands.items()}
+    everywhere = lambda v: bool(v) and all(x is True for x in v.values())
+    return dict(rows=rows, best_per_corpus=best, candidate=state["best"],
+                beats_default=verdicts["respsann"], beats_everywhere=everywhere(verdicts["respsann"]),
+                candidates=cands, verdicts=verdicts)
+
+
+# %% ../nbs/09_benchmarks.ipynb #55887dc8
+def _seed0(state, c, name, stage="freq"):
+    "Seed-0 validation loss of a named setting on corpus `c` at its best learning rate (None if absent)."
+    lr = state["best_lr"][c].get(name.split(" d_model=")[0])
+    return next((r["val_loss"] for r in state["runs"] if r["corpus"] == c and r["stage"] == stage
+                 and r["setting"] == name and r["seed"] == 0 and r["lr"] == lr), None)
+
+def sweep_details(state:dict, # what `sweep` returns (or the "results" entry of its JSON)
+                 ) -> dict:
+    "Rows for stage 2 (init changes), stage 3 (widths) and the mechanism (default vs best), per corpus."
+    best, st = state["best"], state["settings"]
+    arm = best.split()[0]
+    sp = {"learnable": False} if best.endswith("frozen") else {}
+    init, width, mech = [], [], []
+    for c in state["best_lr"]:
+        base = _seed0(state, c, best)
+        for r in (r for r in state["runs"] if r["corpus"] == c and r["stage"] == "init"):
+            init.append(dict(corpus=c, setting=r["setting"], val_loss=r["val_loss"],
+                             vs_best=None if r["val_loss"] is None else round(r["val_loss"] - base, 4)))
+        for w in sorted({*st["widths"], st["d_model"]}):
+            at = lambda f: sweep_setting(arm, {**sp, "freq_init": f},
+                                         None if w == st["d_model"] else w)["name"]
+            losses = {f: _seed0(state, c, at(f), "freq" if w == st["d_model"] else "width")
+                      for f in st["width_freqs"]}
+            done = {f: v for f, v in losses.items() if v is not None}
+            width.append(dict(corpus=c, d_model=w, **{f"f={f:g}": v for f, v in losses.items()},
+                              best_f=min(done, key=done.get) if done else None))
+        for name in dict.fromkeys(("respsann f=1", best)):
+            run = next((r for r in state["runs"] if r["corpus"] == c and r["setting"] == name
+                        and r["seed"] == 0 and r["lr"] == state["best_lr"][c].get(name)), None)
+            for n, m in (run or {}).get("mechanism", {}).items():
+                if not n.endswith("mlp.act"): continue
+                mech.append(dict(corpus=c, setting=name, layer=int(n.split(".")[1]),
+                                 std_z_init=m["pre_init"]["std"], std_z_trained=m["pre_final"]["std"],
+                                 f=f"{m['f'][0]:g} → {m['f'][1]:.3f}", dA=m["|dA|"], df=m["|df|"],
+                                 dd=m["|dd|"]))
+    return dict(init=init, width=width, mechanism=mech)
+
+# %% ../nbs/09_benchmarks.ipynb #571e8224
+def sweep_conclusion(state:dict, # what `sweep` returns (or the "results" entry of its JSON)
+                    ) -> str:
+    "The sweep's answer as Markdown bullet points, every number taken from `state`."
+    summ, det = sweep_summary(state), sweep_details(state)
+    by = {(r["corpus"], r["setting"]): r for r in summ["rows"]}
+    cand, out = summ["candidate"], []
+    for c in state["best_lr"]:
+        d, b, g = (by.get((c, n)) for n in ("respsann f=1", cand, "respsann + GELU"))
+        if not (d and b): continue
+        s = (f"- **{c}**: the default `respsann f=1` reaches {d['val_loss']} nats/token "
+             f"({d['bpc']} bits/char), `{cand}` {b['val_loss']} ({b['bpc']}): "
+             f"{b['mean'] - d['mean']:+.3f} nats")
+        if g: s += (f"; GELU {g['val_loss']}, so `{cand}` is {abs(b['mean'] - g['mean']):.3f} nats "
+                    f"{'ahead of' if b['mean'] < g['mean'] else 'behind'} GELU")
+        out.append(s + f". Best sine setting on this corpus: `{summ['best_per_corpus'][c]}`.")
+    verdict = {True: "beats", False: "does not beat", None: "has too few seeds to judge against"}
+    for b, n in summ["candidates"].items():
+        out.append(f"- **Verdict, {b}**: `{n}` " + "; ".join(f"{verdict[v]} `{b} f=1` by more than two "
+                   f"standard deviations on {c}" for c, v in summ["verdicts"][b].items()) + ".")
+    for c in state["best_lr"]:
+        rows = [r for r in det["init"] if r["corpus"] == c and r["vs_best"] is not None]
+        if rows:
+            top = min(rows, key=lambda r: r["vs_best"])
+            out.append(f"- **Stage 2, {c}**: of {len(rows)} changes to `{cand}` the best is "
+                       f"`{top['setting']}` ({top['vs_best']:+.4f} nats at seed 0); the worst "
+                       f"{max(r['vs_best'] for r in rows):+.4f}.")
+        ws = [f"d_model {r['d_model']} → f={r['best_f']:g}" for r in det["width"]
+              if r["corpus"] == c and r["best_f"] is not None]
+        if ws: out.append(f"- **Width, {c}**: the best `freq_init` of {list(state['settings']['width_freqs'])} "
+                          f"is " + ", ".join(ws) + ".")
+        for n in dict.fromkeys(("respsann f=1", cand)):
+            ms = [r for r in det["mechanism"] if r["corpus"] == c and r["setting"] == n]
+            if ms: out.append(f"- **Mechanism, {c}, `{n}`**: the sine's input has a standard deviation of "
+                              f"{statistics.mean(r['std_z_init'] for r in ms):.2f} at initialisation and "
+                              f"{statistics.mean(r['std_z_trained'] for r in ms):.2f} after training (mean over "
+                              f"{len(ms)} layers); mean per-feature |Δf| {statistics.mean(r['df'] for r in ms):.3f}, "
+                              f"|ΔA| {statistics.mean(r['dA'] for r in ms):.3f}, |Δd| {statistics.mean(r['dd'] for r in ms):.4f}.")
+    return "\n".join(out)
 
 # %% ../nbs/09_benchmarks.ipynb #4d41ef79
 def plot_sweep(state:dict,       # what `sweep` returns
@@ -1019,8 +1179,42 @@ def bench_gpu(d_model:int=768,                   # model width
         rows.append(dict(what="step memory bf16", **r))
     return rows
 
+# %% ../nbs/09_benchmarks.ipynb #3c0070d0
+GPU_ABLATION = dict(lrs=(1e-3, 3e-3), seeds=2, steps=300, batch=16, seq_len=256, vocab=2048,
+                    eval_interval=50, d_model=512, n_layers=8, n_heads=8,
+                    train_kw=dict(amp="bf16", eval_tokens=2 ** 16))
+
+def ablation_gpu(path,                                                # the corpus, as `ablation` takes it
+                 out:str|Path="benchmarks/results/ablation_gpu.json", # results (a rerun resumes)
+                 device:str="cuda",                                   # the GPU
+                 command:str="psann_lm_bench gpu --ablation",         # recorded with the results
+                 log=print,                                           # progress messages go here
+                 **over,                                              # replacements for `GPU_ABLATION`
+                ) -> dict:
+    "The six-arm ablation at ≈ 27 M parameters in bf16 on one GPU (`GPU_ABLATION`), as `ablation` saves it."
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("ablation_gpu needs a CUDA GPU; none is visible")
+    bad = set(over) - set(GPU_ABLATION) - {"arms", "step_runs"}
+    if bad: raise ValueError(f"unknown settings {sorted(bad)}; known: {sorted(GPU_ABLATION)}")
+    return ablation(path, out, device=device, command=command, log=log, **{**GPU_ABLATION, **over})
+
 # %% ../nbs/09_benchmarks.ipynb #dd8fe043
 BENCHMARKS = ("sine", "train", "memory", "dataprep", "fit", "generate", "ablation", "sweep", "gpu")
+
+def _ablation_cli(gpu, arms, seeds, steps, step_runs, out, cmd):
+    "`psann_lm_bench ablation` and `psann_lm_bench gpu --ablation`: checks, run, table."
+    name = "gpu --ablation" if gpu else "ablation"
+    picked = ABLATION_ARMS if arms is None else tuple(a.strip() for a in arms.split(","))
+    bad = [a for a in picked if a not in ABLATION_ARMS]
+    if bad: raise SystemExit(f"psann_lm_bench: --arms must be among {', '.join(ABLATION_ARMS)}; got {bad}")
+    if gpu and not torch.cuda.is_available(): raise SystemExit("psann_lm_bench gpu --ablation needs a CUDA GPU; none is visible")
+    src = shared_corpus()
+    if src is None: raise SystemExit(f"psann_lm_bench {name} needs Tiny Shakespeare at shared/data/tinyshakespeare.txt in or above the working directory")
+    out = out or f"benchmarks/results/{'ablation_gpu' if gpu else 'ablation'}.json"
+    if gpu: state = ablation_gpu(src, out, arms=picked, command=cmd, **({"steps": steps} if steps else {}))
+    else: state = ablation(src, out, arms=picked, seeds=seeds, steps=steps or 400, step_runs=step_runs, command=cmd)
+    print(results_table(ablation_summary(state), ("arm", "lr", "seeds", "val_loss", "bpc", "loss_at_equal_time", "bpc_at_equal_time")))
+    print(f"saved to {out}")
 
 @call_parse
 def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sine)", str, nargs="?"),  # the benchmark to run
@@ -1028,6 +1222,8 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
               inner:int=5,         # calls per timing (sine; a training step is timed once per round)
               shape:str="8,256,1024",  # sine: activation input shape, comma-separated
               seeds:int=3,         # ablation: seeds per arm
+              arms:str=None,       # ablation (also gpu --ablation): comma-separated subset of the arms (default all)
+              ablation:store_true=False, # gpu: run the six-arm ablation at ~27 M parameters instead
               steps:int=None,      # ablation, sweep: optimizer steps per run (None: their default)
               out:str=None):       # JSON path; default benchmarks/results/<what>.json (sweep: sine_sweep.json)
     "Run a psann_lm benchmark, print its table and save its results."
@@ -1041,13 +1237,8 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
             raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
     cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"
     default = f"benchmarks/results/{ {'train': 'train_step', 'sweep': 'sine_sweep'}.get(what, what) }.json"
-    if what == "ablation":
-        src = shared_corpus()
-        if src is None: raise SystemExit("psann_lm_bench ablation needs Tiny Shakespeare at shared/data/tinyshakespeare.txt in or above the working directory")
-        state = ablation(src, out or default, seeds=seeds, steps=steps or 400,
-                         step_runs=min(runs, 7), command=cmd)
-        print(results_table(ablation_summary(state), ("arm", "lr", "seeds", "val_loss", "bpc", "loss_at_equal_time", "bpc_at_equal_time")))
-        return print(f"saved to {out or default}")
+    if what == "ablation" or (what == "gpu" and ablation):
+        return _ablation_cli(what == "gpu", arms, seeds, steps, min(runs, 7), out, cmd)
     if what == "sweep":
         state = sweep(out or default, seeds=seeds, steps=steps or STEPS_DEFAULT, command=cmd)
         summ = sweep_summary(state)

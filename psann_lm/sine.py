@@ -71,7 +71,7 @@ def _check_bounds(name:str, bounds, init:float):
 class SineConfig:
     "Initial values, trainability, bounds and layout of a `SineActivation`."
     amp_init:float=1.0       # initial amplitude A (> 0)
-    freq_init:float=1.0      # initial frequency f (> 0)
+    freq_init:float=4.0      # initial frequency f (> 0); 4: the sine sweep's answer (benchmarks chapter)
     damp_init:float=0.01     # initial damping d (> 0; use decay_mode="none" for no envelope)
     amp_init_std:float=0.0   # per-feature Gaussian spread of the initial amplitude (torch RNG)
     freq_init_std:float=0.0  # per-feature Gaussian spread of the initial frequency

@@ -32,7 +32,10 @@ def test_bench_writes_results(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [(["attention"], "unknown benchmark 'attention'"),
-                                           (["sine", "--shape", "8,x"], "--shape must be comma-separated integers")])
+                                           (["sine", "--shape", "8,x"], "--shape must be comma-separated integers"),
+                                           (["ablation", "--arms", "respsann,relu"], "--arms must be among"),
+                                           pytest.param(["gpu", "--ablation"], "needs a CUDA GPU", marks=pytest.mark.skipif(
+                                               __import__("torch").cuda.is_available(), reason="a GPU is present"))])
 def test_bench_bad_arguments(tmp_path, args, message):
     proc = subprocess.run([script("psann_lm_bench"), *args, "--out", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and message in proc.stderr

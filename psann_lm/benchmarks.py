@@ -630,7 +630,7 @@ def record_run(state:dict, # holds "runs", the finished runs
     save()
     loss = r["val_loss"]
     msg = r["diverged"] if loss is None else f"val loss {loss:.4f} ({r['wall_s']:.0f} s)"
-    log(" ".join(f"{k}={v}" for k, v in key.items()) + ": " + msg)
+    log(" ".join(f"{k}={v}" for k, v in key.items() if not isinstance(v, dict)) + ": " + msg)
     return r
 
 # %% ../nbs/09_benchmarks.ipynb #7beb1b4f
@@ -892,7 +892,7 @@ def _sweep_picks(state:dict) -> dict:
 SWEEP_FREQS = (0.5, 1, 2, 3, 4, 6, 8, 12)
 SWEEP_INIT = dict(amp_init=(0.5, 2.0), damp_init=(0.001, 0.1), amp_init_std=(0.25,),
                   freq_init_std=(0.5,), damp_init_std=(0.005,))   # stage 2: one change at a time
-STEPS_DEFAULT = 250   # steps per sweep run: the whole sweep ≈ 74 min on 2 cores (the budget above)
+STEPS_DEFAULT = 250   # steps per sweep run: the whole sweep ≈ 77 min on 2 cores (the budget above)
 
 def _check_sweep(corpora, bases, freqs, init_grid, width_freqs):
     "Refuse bad sweep settings before any work starts."
@@ -913,7 +913,7 @@ def sweep(out:str|Path="benchmarks/results/sine_sweep.json", # saved after each 
           refs=("respsann + GELU", "HF GPT-2"), # the reference arms
           lrs=(2e-3, 6e-3),                 # learning rates swept per setting at seed 0
           seeds:int=3,                      # seeds at the interesting points
-          steps:int=STEPS_DEFAULT,          # per run; 250: the whole sweep ≈ 74 min on 2 cores
+          steps:int=STEPS_DEFAULT,          # per run; 250: the whole sweep ≈ 77 min on 2 cores
           batch:int=12,                     # sequences per step
           seq_len:int=64,                   # tokens per sequence
           d_model:int=128,                  # model width
@@ -1055,7 +1055,7 @@ def sweep_conclusion(state:dict, # what `sweep` returns (or the "results" entry 
     for c in state["best_lr"]:
         d, b, g = (by.get((c, n)) for n in ("respsann f=1", cand, "respsann + GELU"))
         if not (d and b): continue
-        s = (f"- **{c}**: the default `respsann f=1` reaches {d['val_loss']} nats/token "
+        s = (f"- **{c}**: the original default `respsann f=1` reaches {d['val_loss']} nats/token "
              f"({d['bpc']} bits/char), `{cand}` {b['val_loss']} ({b['bpc']}): "
              f"{b['mean'] - d['mean']:+.3f} nats")
         if g: s += (f"; GELU {g['val_loss']}, so `{cand}` is {abs(b['mean'] - g['mean']):.3f} nats "

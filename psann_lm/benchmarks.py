@@ -697,13 +697,17 @@ def _loss_at_time(run:dict, step_s:float, t:float) -> float:
         if t <= t1: return l0 + (l1 - l0) * (max(t, t0) - t0) / (t1 - t0)
     return pts[0][1]
 
+def _equal_time(state:dict) -> float:
+    "Seconds the fastest arm needs for all its steps: the equal-wall-clock budget."
+    return min(state["step_s"][a] * state["settings"]["steps"] for a in state["arms"])
+
 def ablation_summary(state:dict, # what `ablation` returns (or the "results" entry of its JSON)
                     ) -> list[dict]:
     "One row per arm: best lr, seeds, loss and bpc (mean ± std) at equal tokens and at equal wall-clock."
     bpc = lambda loss: loss * state["val_tokens"] / state["val_chars"] / math.log(2)
     std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
     arms = state["arms"]
-    budget = min(state["step_s"][a] * state["settings"]["steps"] for a in arms)
+    budget = _equal_time(state)
     rows = []
     for a in arms:
         runs = [r for r in state["runs"] if r["arm"] == a and r["lr"] == state["best_lr"][a]]
@@ -733,7 +737,7 @@ def plot_ablation(state:dict,      # what `ablation` returns
             ax.fill_between(x, losses.min(0).values, losses.max(0).values, alpha=0.2)
     axes[0].set(xlabel="training tokens (millions)", ylabel="validation loss (nats/token)", title="equal tokens")
     axes[1].set(xlabel="estimated seconds (steps × median step time)", title="equal wall-clock")
-    axes[1].axvline(min(state["step_s"][a] for a in state["arms"]) * state["settings"]["steps"], color="grey", ls=":", lw=1)
+    axes[1].axvline(_equal_time(state), color="grey", ls=":", lw=1)
     axes[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
@@ -779,8 +783,7 @@ def _seed_losses(state, arm, key="val_loss"):
     "The final (or equal-time) validation losses of `arm`'s seeds at its best rate."
     runs = [r for r in state["runs"] if r["arm"] == arm and r["lr"] == state["best_lr"][arm]]
     if key == "val_loss": return [r["val_loss"] for r in runs]
-    budget = min(state["step_s"][a] * state["settings"]["steps"] for a in state["arms"])
-    return [_loss_at_time(r, state["step_s"][arm], budget) for r in runs]
+    return [_loss_at_time(r, state["step_s"][arm], _equal_time(state)) for r in runs]
 
 def _versus(state, a, b, key="val_loss"):
     "'a is ahead of / behind b by Δ nats (k× the seed std)', clear or not."

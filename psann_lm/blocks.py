@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .sine import SineActivation, SineConfig, conv_sine_step
+from .sine import SineActivation, SineConfig
+from .conv_kernels import conv_sine_step
 
 # %% auto #0
 __all__ = ['MLP_ACTIVATIONS', 'RMSNorm', 'RotaryEmbedding', 'apply_rotary', 'alibi_slopes', 'sinusoidal_table',

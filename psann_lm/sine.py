@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_sine.ipynb #0930af5a
 from __future__ import annotations
-import contextlib, ctypes, hashlib, math, os, platform, shutil, subprocess, tempfile, threading, warnings
+import contextlib, math, os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['SINE_PARAMS', 'DECAY_MODES', 'FREQ_EPS', 'MIN_INIT', 'KERNEL_CHOICES', 'inverse_softplus', 'decay_envelope_arg',
-           'sine_formula', 'SineConfig', 'SineActivation', 'decay_envelope_slope', 'cache_root', 'build_sine_kernel',
-           'sine_kernel', 'SineFunction', 'sine_activation', 'frozen_sine', 'conv_sine_step', 'saved_tensor_bytes']
+__all__ = ['SINE_PARAMS', 'DECAY_MODES', 'FREQ_EPS', 'MIN_INIT', 'inverse_softplus', 'decay_envelope_arg', 'sine_formula',
+           'SineConfig', 'SineActivation', 'decay_envelope_slope', 'sine_backward_formula', 'cache_root',
+           'sine_activation', 'frozen_sine', 'saved_tensor_bytes']
 
 # %% ../nbs/00_sine.ipynb #9a971ba2
 SINE_PARAMS = ("amplitude", "frequency", "damping")  # the names `SineConfig.learnable` accepts
@@ -194,7 +194,14 @@ def decay_envelope_slope(z:torch.Tensor,       # pre-activations
     if decay_mode == "relu": return (z > 0).to(z.dtype)
     return torch.zeros_like(z)
 
-def _sine_backward_torch(grad:torch.Tensor, z:torch.Tensor, A, f, d, decay_mode:str):
+def sine_backward_formula(grad:torch.Tensor,   # ∂L/∂h, shaped like z
+                          z:torch.Tensor,      # pre-activations, features on the last dim
+                          A:torch.Tensor,      # amplitudes (features,)
+                          f:torch.Tensor,      # frequencies (features,)
+                          d:torch.Tensor,      # dampings (features,)
+                          decay_mode:str="abs", # the envelope g
+                         ) -> tuple:
+    "∂L/∂z (z's dtype) and the per-feature ∂L/∂A, ∂L/∂f, ∂L/∂d (float32 or wider), with plain torch ops."
     ct = _compute_dtype(z.dtype)
     x, g = z.to(ct), grad.to(ct)
     A, f, d = A.to(ct), f.to(ct), d.to(ct)
@@ -205,414 +212,11 @@ def _sine_backward_torch(grad:torch.Tensor, z:torch.Tensor, A, f, d, decay_mode:
     gz = A * (f * Q - d * decay_envelope_slope(x, decay_mode) * P)
     return gz.to(z.dtype), P.sum(dims), A * (Q * x).sum(dims), -A * (P * u).sum(dims)
 
-# %% ../nbs/00_sine.ipynb #e9bfddaa
-def _pi_fixed(bits:int, # binary digits after the point
-             ) -> int:
-    "⌊π·2^bits⌋ (to within one unit), from Machin's π = 16·atan(1/5) − 4·atan(1/239) in integers."
-    one = 1 << (bits + 32)                      # 32 guard bits absorb the truncated terms
-    def atan_inv(x):                            # atan(1/x)·one = Σ (−1)^i / ((2i+1)·x^(2i+1))
-        total, power, i = 0, one // x, 0
-        while power:
-            total += (-1) ** i * (power // (2 * i + 1))
-            power, i = power // (x * x), i + 1
-        return total
-    return (16 * atan_inv(5) - 4 * atan_inv(239)) >> 32
-
-# %% ../nbs/00_sine.ipynb #54a61e40
-def _split(v:int,     # a non-negative fixed-point number...
-           scale:int, # ...worth v / 2**scale
-           bits:int,  # significant bits of each head
-           n:int=2,   # doubles in all
-          ) -> list:
-    "v/2^scale as n doubles: n−1 heads of `bits` significant bits each, then the double nearest the rest."
-    parts = []
-    for _ in range(n - 1):
-        drop = max(v.bit_length() - bits, 0)
-        head = v >> drop << drop
-        parts.append(math.ldexp(head >> drop, drop - scale))
-        v -= head
-    return parts + [math.ldexp(float(v), -scale)]
-
-# %% ../nbs/00_sine.ipynb #2c01e213
-def _reduction_tables(scale:int=400, # fixed-point bits of π: 232 for 2^232 mod 2π, the rest its precision
-                     ) -> str:
-    "C++ constants of the exact range reduction: π in three parts and 2^E mod 2π (head, tail) for E = 0..232."
-    pi, hx = _pi_fixed(scale), lambda vs: ", ".join(v.hex() for v in vs)
-    rows = ["{" + hx(_split((1 << (e + scale)) % (2 * pi), scale, 29)) + "}" for e in range(233)]
-    return (f"const double kPi[3] = {{{hx(_split(pi, scale, 27, 3))}}};\n"
-            "const double kTwoPowMod2Pi[233][2] = {\n" + ",\n".join(rows) + "};")
-
-# %% ../nbs/00_sine.ipynb #2ad9f6be
-_KERNEL_SRC = r"""
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <vector>
-#include <omp.h>
-namespace {
-struct bf16 { uint16_t bits; };
-inline float load(float v) { return v; }
-inline float load(bf16 v) { uint32_t u = uint32_t(v.bits) << 16; float f; std::memcpy(&f, &u, 4); return f; }
-template <class T> inline T store(float v);
-template <> inline float store<float>(float v) { return v; }
-template <> inline bf16 store<bf16>(float v) {           // round to nearest even
-  uint32_t u; std::memcpy(&u, &v, 4); u += 0x7FFFu + ((u >> 16) & 1u); return bf16{uint16_t(u >> 16)};
-}
-const float kRound = 12582912.0f;                          // (x + 1.5*2^23) - 1.5*2^23 rounds x to an integer
-inline uint32_t bits_of(float v) { uint32_t u; std::memcpy(&u, &v, 4); return u; }
-// e^v for v <= 0: 2^k * p(r), |r| <= ln2/2. p comes out times 2^-64 (exactly: the 2^-64 is in
-// its coefficients), so 2^(k+64) is a normal float down to k = -150 and a subnormal e^v is
-// rounded once.
-inline float exp_nonpos(float v) {
-  v = v < -104.0f ? -104.0f : v;                           // e^-104 < 2^-150: rounds to 0
-  float kr = v * 1.44269504088896341f + kRound, k = kr - kRound;   // kr = k + 1.5*2^23
-  float r = (v - k * 0.693359375f) + k * 2.12194440e-4f;
-  const float s = 0x1p-64f;
-  float p = 1.3950476e-3f * s;
-  p = p * r + 8.3688823e-3f * s; p = p * r + 4.1666206e-2f * s;
-  p = p * r + 1.6666518e-1f * s; p = p * r + 0.5f * s;
-  p = p * r * r + r * s + s;
-  uint32_t bits = (bits_of(kr) - bits_of(kRound) + 127u + 64u) << 23;
-  float scale; std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-// Range reduction, t = k*pi + r with |r| <= pi/2 and sign = (-1)^k, in two paths. The fast one, in
-// float32 and vectorised, is exact enough while |t| < 2^14 (then k < 2^13, so k*3.140625 and
-// k*9.675e-4 are exact). The exact one takes any finite f and x: t = f*x rounded to 24 significant
-// bits, as a float32 product rounds it but with an unbounded exponent (so it never overflows), is
-// M*2^E with M an integer; 2^E mod 2pi from a table turns it into a double below 2^27, which
-// Cody-Waite by pi (three 27-bit parts) reduces in double.
-const float kFastLimit = 16384.0f;
-inline bool fast_arg(float t) { return std::fabs(t) < kFastLimit; }   // false for NaN and inf too
-inline float reduce_pi(float t, float& sign) {             // the fast path, for fast_arg(t)
-  float kr = t * 0.318309886183790672f + kRound, k = kr - kRound;
-  sign = (bits_of(kr) & 1u) ? -1.0f : 1.0f;                // kr = k + 1.5*2^23: its last bit is k's
-  return ((t - k * 3.140625f) - k * 9.67502593994140625e-4f) - k * 1.509957990978376432e-7f;
-}                                                          // parity (a huge t: garbage, never UB)
-inline uint32_t abs_bits(float t) { return bits_of(t) & 0x7FFFFFFFu; }
-const uint32_t kFastLimitBits = 0x46800000u;               // abs_bits(kFastLimit); NaN's are above
-// @REDUCTION_TABLES@
-inline float reduce_exact(float f, float x, float& sign) {  // the exact path: any finite f, x
-  const double p = double(f) * double(x);                  // exact (24 + 24 bits)
-  sign = 1.0f;
-  if (!std::isfinite(p)) return NAN;
-  const float t = f * x;
-  double a = t, c = 0.0;                                   // t = a + c (mod 2pi)
-  if (!(std::fabs(t) < 16777216.0f)) {                     // |t| >= 2^24: t = M*2^E, E >= 1
-    const bool over = std::isinf(t);
-    const float m = over ? float(p * 0x1p-128) : t;        // the same 24 bits, exponent - 128
-    const uint32_t u = bits_of(m);
-    const int E = int((u >> 23) & 0xFF) - 150 + (over ? 128 : 0);
-    const double M = double((u & 0x7FFFFF) | 0x800000) * ((u >> 31) ? -1.0 : 1.0);
-    a = M * kTwoPowMod2Pi[E][0];                           // exact: 24 + 29 bits
-    c = M * kTwoPowMod2Pi[E][1];
-  }
-  const double k = std::nearbyint((a + c) * 0.318309886183790672);
-  sign = (int64_t(k) & 1) ? -1.0f : 1.0f;
-  return float(((a - k * kPi[0]) - k * kPi[1] + c) - k * kPi[2]);
-}
-inline float reduce_any(float f, float x, float& sign) {
-  const float t = f * x;
-  return fast_arg(t) ? reduce_pi(t, sign) : reduce_exact(f, x, sign);
-}
-inline float sin_poly(float r) {
-  float r2 = r * r;
-  return r + r * r2 * (-1.6666667e-1f + r2 * (8.3333319e-3f + r2 * (-1.9840925e-4f + r2 * (2.7528140e-6f + r2 * -2.3935486e-8f))));
-}
-inline float cos_poly(float r) {
-  float r2 = r * r;
-  return 1.0f + r2 * (-0.5f + r2 * (4.1666668e-2f + r2 * (-1.3888885e-3f + r2 * (2.4801100e-5f + r2 * (-2.7526815e-7f + r2 * 1.9936242e-9f)))));
-}
-// decay modes: 0 "abs", 1 "relu", 2 "none"; a template argument, so each loop is compiled for one mode
-template <int M> inline float decay_arg(float x) { return M == 0 ? (x < 0 ? -x : x) : M == 1 ? (x > 0 ? x : 0.0f) : 0.0f; }
-template <int M> inline float decay_slope(float x) { return M == 0 ? (x > 0 ? 1.0f : (x < 0 ? -1.0f : 0.0f)) : (M == 1 && x > 0 ? 1.0f : 0.0f); }
-
-template <int M> inline float sine_at(float x, float A, float d, float red, float sign) {
-  return A * exp_nonpos(-d * decay_arg<M>(x)) * sign * sin_poly(red);
-}
-// One element's backward: adds its terms to the three sums and returns its dz.
-template <int M> inline float grad_at(float x, float g, float A, float f, float d, float red,
-                                      float sign, float& sA, float& sf, float& sd) {
-  float u = decay_arg<M>(x);
-  float ge = g * exp_nonpos(-d * u) * sign;
-  float P = ge * sin_poly(red), Q = ge * cos_poly(red);
-  sA += P; sf += Q * x; sd += P * u;
-  return A * (f * Q - d * decay_slope<M>(x) * P);
-}
-template <class T> inline uint32_t row_top(const T* zr, const float* f, int64_t n) {
-  uint32_t top = 0;                                        // the row's largest |f*x|, as bits
-#pragma omp simd reduction(max:top)
-  for (int64_t j = 0; j < n; ++j) top = std::max(top, abs_bits(f[j] * load(zr[j])));
-  return top;
-}
-
-// The forward runs the fast path on a whole row, noting its largest |t|; if that is out of the fast
-// path's range, the elements that are get redone by the exact path.
-template <class T, int M>
-void forward(const T* z, const float* A, const float* f, const float* d, T* y, int64_t rows,
-             int64_t n, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* zr = z + r * n; T* yr = y + r * n;
-    uint32_t top = 0;
-#pragma omp simd reduction(max:top)
-    for (int64_t j = 0; j < n; ++j) {
-      float x = load(zr[j]), t = f[j] * x, sign;
-      top = std::max(top, abs_bits(t));
-      float red = reduce_pi(t, sign);
-      yr[j] = store<T>(sine_at<M>(x, A[j], d[j], red, sign));
-    }
-    for (int64_t j = 0; top >= kFastLimitBits && j < n; ++j) {
-      float x = load(zr[j]), sign;
-      if (fast_arg(f[j] * x)) continue;
-      float red = reduce_exact(f[j], x, sign);
-      yr[j] = store<T>(sine_at<M>(x, A[j], d[j], red, sign));
-    }
-  }
-}
-
-// The backward must know before a row whether it holds elements out of the fast path's range
-// (their terms would spoil the sums), so each row's loop also finds the next row's largest |t|.
-// A row within range runs the fast path alone. Any other row is "mixed": the fast path runs with
-// x = 0 standing in for the elements out of range (their terms in the sums are then exactly 0),
-// and those alone are redone by the exact path.
-template <bool Mixed, class T, int M>
-inline uint32_t backward_row(const T* gr, const T* zr, const T* znext, const float* A,
-                             const float* f, const float* d, T* gzr, float* pA, float* pf,
-                             float* pd, int64_t n) {
-  uint32_t top = 0;
-#pragma omp simd reduction(max:top)
-  for (int64_t j = 0; j < n; ++j) {
-    top = std::max(top, abs_bits(f[j] * load(znext[j])));
-    float x = load(zr[j]), sign;
-    if (Mixed) x = fast_arg(f[j] * x) ? x : 0.0f;
-    float red = reduce_pi(f[j] * x, sign);
-    gzr[j] = store<T>(grad_at<M>(x, load(gr[j]), A[j], f[j], d[j], red, sign, pA[j], pf[j], pd[j]));
-  }
-  for (int64_t j = 0; Mixed && j < n; ++j) {
-    float x = load(zr[j]), sign;
-    if (fast_arg(f[j] * x)) continue;
-    float red = reduce_exact(f[j], x, sign);
-    gzr[j] = store<T>(grad_at<M>(x, load(gr[j]), A[j], f[j], d[j], red, sign, pA[j], pf[j], pd[j]));
-  }
-  return top;
-}
-
-template <class T, int M>
-void backward(const T* g, const T* z, const float* A, const float* f, const float* d, T* gz,
-              double* acc, int64_t rows, int64_t n, int nt) {
-  const int64_t block = 64, nblocks = (rows + block - 1) / block;
-#pragma omp parallel num_threads(nt)
-  {
-    std::vector<float> part(3 * n);
-    double* mine = acc + int64_t(omp_get_thread_num()) * 3 * n;
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < nblocks; ++b) {
-      std::fill(part.begin(), part.end(), 0.0f);
-      float *pA = part.data(), *pf = pA + n, *pd = pf + n;
-      const int64_t end = (b + 1) * block < rows ? (b + 1) * block : rows;
-      uint32_t top = row_top(z + b * block * n, f, n);
-      for (int64_t r = b * block; r < end; ++r) {
-        const T* zr = z + r * n; const T* gr = g + r * n; T* gzr = gz + r * n;
-        const T* next = r + 1 < end ? zr + n : zr;
-        top = top < kFastLimitBits
-            ? backward_row<false, T, M>(gr, zr, next, A, f, d, gzr, pA, pf, pd, n)
-            : backward_row<true, T, M>(gr, zr, next, A, f, d, gzr, pA, pf, pd, n);
-      }
-      for (int64_t j = 0; j < 3 * n; ++j) mine[j] += part[j];
-    }
-  }
-}
-
-// One decoding step of WaveResNet's conv branch for `rows` sequences: h = RMSNorm(x)·gain, z = Σ_i w_i ⊙ seq[i·dil] over
-// seq = [state; h] (depthwise, k taps), y = sine(z); then state (rows, P, n), oldest row first, shifts by one row to end in h.
-template <int M>
-void conv_step(const float* x, const float* gain, float eps, float* state, const float* w, const float* A, const float* f,
-               const float* d, float* y, int64_t rows, int64_t n, int64_t k, int64_t dil) {
-  const int64_t P = (k - 1) * dil;
-  std::vector<float> h(n);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * n; float* S = state + r * P * n; float* yr = y + r * n;
-    float ss = 0.0f;
-#pragma omp simd reduction(+:ss)
-    for (int64_t j = 0; j < n; ++j) ss += xr[j] * xr[j];
-    const float inv = 1.0f / std::sqrt(ss / float(n) + eps);
-    for (int64_t j = 0; j < n; ++j) {
-      h[j] = xr[j] * inv * gain[j];
-      float z = w[j * k + k - 1] * h[j], sign;
-      for (int64_t i = 0; i + 1 < k; ++i) z += w[j * k + i] * S[i * dil * n + j];
-      float red = reduce_any(f[j], z, sign);
-      yr[j] = A[j] * exp_nonpos(-d[j] * decay_arg<M>(z)) * sign * sin_poly(red);
-    }
-    if (P > 0) { std::memmove(S, S + n, size_t((P - 1) * n) * sizeof(float)); std::memcpy(S + (P - 1) * n, h.data(), size_t(n) * sizeof(float)); }
-  }
-}
-
-#define PSANN_BY_MODE(fn, ...) (mode == 0 ? fn<T, 0>(__VA_ARGS__) : mode == 1 ? fn<T, 1>(__VA_ARGS__) : fn<T, 2>(__VA_ARGS__))
-template <class T> void forward_any(const T* z, const float* A, const float* f, const float* d, T* y, int64_t rows, int64_t n, int mode, int nt) {
-  PSANN_BY_MODE(forward, z, A, f, d, y, rows, n, nt);
-}
-template <class T> void backward_any(const T* g, const T* z, const float* A, const float* f, const float* d, T* gz, double* acc, int64_t rows, int64_t n, int mode, int nt) {
-  PSANN_BY_MODE(backward, g, z, A, f, d, gz, acc, rows, n, nt);
-}
-}  // namespace
-
-extern "C" {
-void psann_sine_fwd_f32(const float* z, const float* A, const float* f, const float* d, float* y, int64_t rows, int64_t n, int mode, int nt) { forward_any(z, A, f, d, y, rows, n, mode, nt); }
-void psann_sine_fwd_bf16(const bf16* z, const float* A, const float* f, const float* d, bf16* y, int64_t rows, int64_t n, int mode, int nt) { forward_any(z, A, f, d, y, rows, n, mode, nt); }
-void psann_sine_bwd_f32(const float* g, const float* z, const float* A, const float* f, const float* d, float* gz, double* acc, int64_t rows, int64_t n, int mode, int nt) { backward_any(g, z, A, f, d, gz, acc, rows, n, mode, nt); }
-void psann_sine_bwd_bf16(const bf16* g, const bf16* z, const float* A, const float* f, const float* d, bf16* gz, double* acc, int64_t rows, int64_t n, int mode, int nt) { backward_any(g, z, A, f, d, gz, acc, rows, n, mode, nt); }
-void psann_conv_sine_step_f32(const float* x, const float* gain, float eps, float* state, const float* w, const float* A, const float* f, const float* d, float* y, int64_t rows, int64_t n, int64_t k, int64_t dil, int mode) {
-  mode == 0 ? conv_step<0>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil) : mode == 1 ? conv_step<1>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil) : conv_step<2>(x, gain, eps, state, w, A, f, d, y, rows, n, k, dil);
-}
-}
-""".replace("// @REDUCTION_TABLES@", _reduction_tables())
-
 # %% ../nbs/00_sine.ipynb #7a48d22f
 def cache_root() -> Path:
     "psann_lm's cache: `$PSANN_LM_CACHE`, else `$XDG_CACHE_HOME/psann_lm`, else `~/.cache/psann_lm`."
-    return Path(os.environ.get("PSANN_LM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "psann_lm")
-
-def _cpu_identity() -> str:
-    try: info = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-    except OSError: info = ""
-    lines = [l for l in info.splitlines() if l.startswith(("model name", "flags", "Features", "CPU part"))]
-    return platform.machine() + platform.processor() + "\n".join(lines)
-
-def _kernel_flags() -> list[str]:
-    flags = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
-    if platform.machine().lower() in ("x86_64", "amd64"): flags.append("-mprefer-vector-width=512")
-    return flags
-
-def build_sine_kernel(cache_dir:Path|None=None, # cache root; None = `cache_root()`; the library goes into its kernels/
-                     ) -> Path:
-    "Compile the CPU sine kernel (if not cached yet) and return the shared library's path."
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    if not cxx: raise RuntimeError("no C++ compiler found (set CXX or install g++)")
-    flags = _kernel_flags()
-    key = hashlib.sha256("\0".join([_KERNEL_SRC, " ".join(flags), cxx, _cpu_identity()]).encode()).hexdigest()[:16]
-    out_dir = Path(cache_dir or cache_root()) / "kernels"
-    lib = out_dir / f"psann_sine_{key}.so"
-    if lib.exists(): return lib
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        src, tmp_lib = Path(tmp) / "sine.cpp", Path(tmp) / lib.name
-        src.write_text(_KERNEL_SRC)
-        res = subprocess.run([cxx, *flags, str(src), "-o", str(tmp_lib)], capture_output=True, text=True)
-        if res.returncode != 0: raise RuntimeError(f"{cxx} failed: {res.stderr.strip()[-800:]}")
-        os.replace(tmp_lib, lib)
-    return lib
-
-# %% ../nbs/00_sine.ipynb #2a7de099
-KERNEL_CHOICES = ("auto", "cpp", "torch")
-_kernel_lock = threading.Lock()
-_kernel_state = dict(lib=None, error=None, tried=False, choice=None)
-
-def _load_kernel():
-    with _kernel_lock:
-        if not _kernel_state["tried"]:
-            _kernel_state["tried"] = True
-            try:
-                lib = ctypes.CDLL(str(build_sine_kernel()))
-                P, I64, I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-                for sfx in ("f32", "bf16"):
-                    getattr(lib, f"psann_sine_fwd_{sfx}").argtypes = [P] * 5 + [I64, I64, I, I]
-                    getattr(lib, f"psann_sine_bwd_{sfx}").argtypes = [P] * 7 + [I64, I64, I, I]
-                lib.psann_conv_sine_step_f32.argtypes = [P, P, ctypes.c_float] + [P] * 6 + [I64] * 4 + [I]
-                _kernel_state["lib"] = lib
-            except (OSError, RuntimeError) as e:
-                _kernel_state["error"] = str(e)
-                warnings.warn(f"psann_lm: the CPU sine kernel is unavailable ({e}); using the torch formulas, which are "
-                              "exact but slower. Set PSANN_SINE_KERNEL=torch to choose them explicitly.", RuntimeWarning, stacklevel=3)
-        return _kernel_state["lib"]
-
-def _kernel_choice() -> str:
-    choice = _kernel_state["choice"] or os.environ.get("PSANN_SINE_KERNEL", "auto")
-    if choice not in KERNEL_CHOICES: raise ValueError(f"PSANN_SINE_KERNEL must be one of {KERNEL_CHOICES}, got {choice!r}")
-    return choice
-
-@contextlib.contextmanager
-def sine_kernel(choice:str, # "auto" (kernel where it applies), "cpp" (kernel or error) or "torch" (never the kernel)
-               ):
-    "Use the sine implementation `choice` ('auto' | 'cpp' | 'torch') inside the block."
-    if choice not in KERNEL_CHOICES: raise ValueError(f"sine_kernel choice must be one of {KERNEL_CHOICES}, got {choice!r}")
-    old, _kernel_state["choice"] = _kernel_state["choice"], choice
-    try: yield
-    finally: _kernel_state["choice"] = old
-
-# %% ../nbs/00_sine.ipynb #56e57612
-_MODE_IDS = {m: i for i, m in enumerate(DECAY_MODES)}
-_KERNEL_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
-
-def _kernel_for(z:torch.Tensor):
-    choice = _kernel_choice()
-    if choice == "torch": return None
-    ok = z.device.type == "cpu" and z.dtype in _KERNEL_SUFFIX and z.numel() > 0
-    if choice == "cpp" and not ok:
-        raise ValueError(f"PSANN_SINE_KERNEL='cpp' needs a float32 or bfloat16 CPU tensor, got {z.dtype} on {z.device}")
-    lib = _load_kernel() if ok else None
-    if choice == "cpp" and lib is None: raise RuntimeError(f"PSANN_SINE_KERNEL='cpp' but the kernel is unavailable: {_kernel_state['error']}")
-    return lib
-
-def _vec(v:torch.Tensor) -> torch.Tensor: return v.detach().to(torch.float32).contiguous()
-
-def _threads(numel:int) -> int:
-    "OpenMP threads for a tensor of `numel` elements: one for small ones (decoding), where starting a team costs more than it saves."
-    return 1 if numel < 1 << 16 else torch.get_num_threads()
-
-def _kernel_forward(lib, z, A, f, d, mode):
-    y, n = torch.empty_like(z), z.shape[-1]
-    getattr(lib, f"psann_sine_fwd_{_KERNEL_SUFFIX[z.dtype]}")(
-        z.data_ptr(), A.data_ptr(), f.data_ptr(), d.data_ptr(), y.data_ptr(), z.numel() // n, n, _MODE_IDS[mode], _threads(z.numel()))
-    return y
-
-def _kernel_backward(lib, g, z, A, f, d, mode):
-    n, nt = z.shape[-1], _threads(z.numel())
-    gz, acc = torch.empty_like(z), torch.zeros(nt, 3, n, dtype=torch.float64)
-    getattr(lib, f"psann_sine_bwd_{_KERNEL_SUFFIX[z.dtype]}")(
-        g.data_ptr(), z.data_ptr(), A.data_ptr(), f.data_ptr(), d.data_ptr(), gz.data_ptr(), acc.data_ptr(),
-        z.numel() // n, n, _MODE_IDS[mode], nt)
-    sA, sf, sd = acc.sum(0).to(torch.float32)
-    return gz, sA, A * sf, -A * sd
-
-# %% ../nbs/00_sine.ipynb #584e5275
-class SineFunction(torch.autograd.Function):
-    "Fused parametric sine: saves only z and the three vectors, recomputes the rest in backward."
-    @staticmethod
-    def forward(ctx,
-                z:torch.Tensor,  # pre-activations, features on the last dim
-                A:torch.Tensor,  # amplitudes (features,), positive values
-                f:torch.Tensor,  # frequencies (features,)
-                d:torch.Tensor,  # dampings (features,)
-                decay_mode:str,  # "abs", "relu" or "none"
-               ) -> torch.Tensor:
-        "h(z) by the kernel or the torch formulas; saves only z and the three vectors."
-        ctx.decay_mode = decay_mode
-        with torch.autocast(z.device.type, enabled=False):
-            lib = _kernel_for(z)
-            if lib is not None:
-                z, kA, kf, kd = z.contiguous(), _vec(A), _vec(f), _vec(d)
-                ctx.save_for_backward(z, kA, kf, kd)
-                ctx.param_dtypes, ctx.use_kernel = (A.dtype, f.dtype, d.dtype), True
-                return _kernel_forward(lib, z, kA, kf, kd, decay_mode)
-            ctx.save_for_backward(z, A, f, d)
-            ctx.param_dtypes, ctx.use_kernel = (A.dtype, f.dtype, d.dtype), False
-            return sine_formula(z, A.detach(), f.detach(), d.detach(), decay_mode)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx,
-                 grad:torch.Tensor, # ∂L/∂h, shaped like z
-                ):
-        "Gradients of z, A, f and d, recomputed from the saved z and vectors."
-        z, A, f, d = ctx.saved_tensors
-        with torch.autocast(z.device.type, enabled=False):
-            if ctx.use_kernel: out = _kernel_backward(_load_kernel(), grad.to(z.dtype).contiguous(), z, A, f, d, ctx.decay_mode)
-            else: out = _sine_backward_torch(grad, z, A, f, d, ctx.decay_mode)
-        gz, gA, gf, gd = out
-        grads = [gz] + [g.to(dt) for g, dt in zip((gA, gf, gd), ctx.param_dtypes)]
-        return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:4])) + (None,)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "psann_lm"
+    return Path(os.environ.get("PSANN_LM_CACHE") or base)
 
 # %% ../nbs/00_sine.ipynb #95307261
 def sine_activation(z:torch.Tensor,       # pre-activations, features on the last dim
@@ -621,15 +225,13 @@ def sine_activation(z:torch.Tensor,       # pre-activations, features on the las
                     d:torch.Tensor,       # dampings (features,)
                     decay_mode:str="abs", # the envelope g: "abs", "relu" or "none"
                    ) -> torch.Tensor:
-    "A·exp(−d·g(z))·sin(f·z) with features on the last dim, through the fused `SineFunction`."
+    "A·exp(−d·g(z))·sin(f·z) with features on the last dim, through the op `torch.ops.psann_lm.sine`."
     if decay_mode not in DECAY_MODES: raise ValueError(f"decay_mode must be one of {DECAY_MODES}, got {decay_mode!r}")
     n = z.shape[-1] if z.ndim else 0
     for name, v in (("A", A), ("f", f), ("d", d)):
-        if v.shape != (n,): raise ValueError(f"{name} must have shape ({n},) to match the last dim of z {tuple(z.shape)}, got {tuple(v.shape)}")
-    if not torch.is_grad_enabled() and not torch.is_autocast_enabled(z.device.type):   # inference: no graph to record
-        lib = _kernel_for(z)
-        if lib is not None: return _kernel_forward(lib, z.contiguous(), _vec(A), _vec(f), _vec(d), decay_mode)
-    return SineFunction.apply(z, A, f, d, decay_mode)
+        if v.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},) to match the last dim of z {tuple(z.shape)}, got {tuple(v.shape)}")
+    return torch.ops.psann_lm.sine(z, A, f, d, DECAY_MODES.index(decay_mode))
 
 # %% ../nbs/00_sine.ipynb #aa03e0bf
 @patch
@@ -639,16 +241,14 @@ def forward(self:SineActivation,
     "Apply the activation feature-wise along `config.feature_dim`."
     fd = self.config.feature_dim
     if not -z.ndim <= fd < z.ndim or z.shape[fd] != self.features:
-        raise ValueError(f"SineActivation({self.features}) expects {self.features} features on dim {fd}, got input of shape {tuple(z.shape)}")
+        raise ValueError(f"SineActivation({self.features}) expects {self.features} features on dim {fd}, "
+                         f"got input of shape {tuple(z.shape)}")
     last = fd % z.ndim == z.ndim - 1
     zt = z if last else z.movedim(fd, -1)
-    if not torch.is_grad_enabled() and not torch.is_autocast_enabled(z.device.type):   # inference: cached vectors, no graph
-        lib = _kernel_for(zt)
-        if lib is not None:
-            vecs = self.__dict__.get("_frozen") or tuple(_vec(v) for v in (self.amplitude, self.frequency, self.damping))
-            y = _kernel_forward(lib, zt.contiguous(), *vecs, self.config.decay_mode)
-            return y if last else y.movedim(-1, fd)
-    y = sine_activation(zt, self.amplitude, self.frequency, self.damping, self.config.decay_mode)
+    frozen = getattr(self, "_frozen", None)
+    if frozen is not None and not torch.is_grad_enabled():   # decoding: (A, f, d) computed once
+        y = torch.ops.psann_lm.sine(zt, *frozen, DECAY_MODES.index(self.config.decay_mode))
+    else: y = sine_activation(zt, self.amplitude, self.frequency, self.damping, self.config.decay_mode)
     return y if last else y.movedim(-1, fd)
 
 # %% ../nbs/00_sine.ipynb #f26909f3
@@ -658,34 +258,11 @@ def frozen_sine(module:nn.Module, # a model or block; every SineActivation insid
     "Within the block, `SineActivation`s under `module` reuse (A, f, d) computed on entry (inference only)."
     acts = [m for m in module.modules() if isinstance(m, SineActivation)]
     with torch.no_grad():
-        for m in acts: m.__dict__["_frozen"] = tuple(_vec(v) for v in (m.amplitude, m.frequency, m.damping))
+        for m in acts:
+            m.__dict__["_frozen"] = tuple(v.float().contiguous() for v in (m.amplitude, m.frequency, m.damping))
     try: yield module
     finally:
         for m in acts: m.__dict__.pop("_frozen", None)
-
-# %% ../nbs/00_sine.ipynb #bcc6efba
-def conv_sine_step(x:torch.Tensor,       # (B, 1, n) float32: the new row of each sequence, before the norm
-                   gain:torch.Tensor,    # (n,) the norm's learned gain
-                   eps:float,            # the norm's epsilon
-                   state:torch.Tensor,   # (B, P, n) contiguous: the last P normalised rows, oldest first; advanced in place
-                   weight:torch.Tensor,  # (n, 1, k) the depthwise conv filters
-                   dilation:int,         # spacing of the taps; P must equal (k - 1)·dilation
-                   act:"SineActivation", # the branch's activation (its A, f, d and decay mode)
-                  ) -> torch.Tensor|None:
-    "sine(Σ_i w_i ⊙ [state; RMSNorm(x)·gain][i·δ]) for one new row per sequence in one kernel call, or None where the kernel cannot run."
-    if torch.is_grad_enabled() or act.config.feature_dim not in (-1, x.ndim - 1): return None
-    ts = (x, gain, state, weight)
-    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in ts) or not all(t.is_contiguous() for t in ts): return None
-    B, T, n = x.shape
-    k = weight.shape[-1]
-    if T != 1 or state.shape != (B, (k - 1) * dilation, n) or weight.shape != (n, 1, k): return None
-    lib = _kernel_for(x)
-    if lib is None: return None
-    A, f, d = act.__dict__.get("_frozen") or tuple(_vec(v) for v in (act.amplitude, act.frequency, act.damping))
-    y = torch.empty_like(x)
-    lib.psann_conv_sine_step_f32(x.data_ptr(), gain.data_ptr(), eps, state.data_ptr(), weight.data_ptr(), A.data_ptr(), f.data_ptr(),
-                                 d.data_ptr(), y.data_ptr(), B, n, k, dilation, _MODE_IDS[act.config.decay_mode])
-    return y
 
 # %% ../nbs/00_sine.ipynb #3df3b869
 def saved_tensor_bytes(fn,      # the computation to measure

@@ -110,10 +110,10 @@ def test_troubleshooting_page_shows_every_case_of_the_catalogue():
 
 # ---------------------------------------------------------------------------------------------------- API documentation
 
-CHAPTERS = {"sine": "00_sine", "blocks": "01_blocks", "model": "02_model", "tokenizer": "03_tokenizer", "dataprep": "04_dataprep",
+CHAPTERS = {"sine": "00_sine", "kernels": "00a_kernels", "conv_kernels": "00b_conv_kernels", "blocks": "01_blocks", "model": "02_model", "tokenizer": "03_tokenizer", "dataprep": "04_dataprep",
             "trainer": "05_trainer", "generation": "06_generation", "api": "07_api", "cli": "08_cli", "benchmarks": "09_benchmarks"}
 # methods that are protocols of torch or accelerate, called by them rather than by users: documented, not given a show_doc
-PROTOCOL = {"SineActivation.extra_repr", "SineFunction.forward", "SineFunction.backward", "TrainState.state_dict", "TrainState.load_state_dict"}
+PROTOCOL = {"SineActivation.extra_repr", "TrainState.state_dict", "TrainState.load_state_dict"}
 
 
 def _own(obj) -> bool: return getattr(obj, "__module__", "").startswith("psann_lm")

@@ -8,7 +8,8 @@ from conftest import run_py
 
 COMPARE = textwrap.dedent("""
     import json, warnings, torch
-    from psann_lm.sine import SineActivation, SineConfig, sine_kernel, _kernel_state
+    from psann_lm.kernels import library_error, sine_backend
+    from psann_lm.sine import SineActivation, SineConfig
     torch.manual_seed(0)
     act = SineActivation(64, SineConfig(freq_init_std=0.4, damp_init_std=0.01))
     z = torch.randn(4, 16, 64, requires_grad=True)
@@ -17,7 +18,7 @@ COMPARE = textwrap.dedent("""
         y = act(z)
     grads = torch.autograd.grad(y.sum(), [z] + list(act.parameters()))
     print(json.dumps(dict(y=y.detach().flatten()[:50].tolist(), g=[g.flatten()[:20].tolist() for g in grads],
-                          kernel=_kernel_state["lib"] is not None, error=_kernel_state["error"],
+                          kernel=sine_backend(z) == "cpp", error=library_error("sine"),
                           warnings=[str(w.message) for w in caught])))
 """)
 

@@ -1,7 +1,7 @@
 """The CPU sine kernel against the formula over the whole float32 range (hypothesis): forward, backward (dz and the
 A, f, d sums) and the WaveResNet conv step, in every decay mode, huge |z| included.
 
-What "agrees" means, here and in `00_sine`. The reference is the formula as torch evaluates it in float32, with only
+What "agrees" means, here and in `00a_kernels`. The reference is the formula as torch evaluates it in float32, with only
 the transcendental functions made exact: t = f·z and v = −d·g(z) rounded to float32, then sin t, cos t and exp v in
 float64 (t keeps an unbounded exponent where the float32 product would overflow, as the kernel does; the float32 formula
 has sin(±inf) = NaN there). Each output and gradient must be within RTOL of the sum of the sizes of its terms (|sin|
@@ -16,8 +16,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from psann_lm.sine import DECAY_MODES, SineActivation, SineConfig, conv_sine_step, inverse_softplus, sine_activation
-from psann_lm.sine import sine_formula, sine_kernel
+from psann_lm.conv_kernels import conv_sine_step
+from psann_lm.kernels import sine_kernel
+from psann_lm.sine import DECAY_MODES, SineActivation, SineConfig, inverse_softplus, sine_activation, sine_formula
 
 RTOL = 2.0 ** -20  # eight float32 roundings (2^-23 each), relative to the sizes of a quantity's terms
 ABS = 2.0 ** -146  # sixteen half-spacings of float32's subnormals (2^-150 each)

@@ -247,7 +247,11 @@ def forward(self:SineActivation,
     zt = z if last else z.movedim(fd, -1)
     frozen = getattr(self, "_frozen", None)
     if frozen is not None and not torch.is_grad_enabled():   # decoding: (A, f, d) computed once
-        y = torch.ops.psann_lm.sine(zt, *frozen, DECAY_MODES.index(self.config.decay_mode))
+        decay = DECAY_MODES.index(self.config.decay_mode)
+        if torch.compiler.is_compiling(): y = torch.ops.psann_lm.sine(zt, *frozen, decay)
+        else:
+            from psann_lm.kernels import sine_eager   # the kernels chapter builds on this one: imported at call time
+            y = sine_eager(zt, *frozen, decay)
     else: y = sine_activation(zt, self.amplitude, self.frequency, self.damping, self.config.decay_mode)
     return y if last else y.movedim(-1, fd)
 

@@ -14,7 +14,7 @@ from .sine import DECAY_MODES, cache_root, sine_backward_formula, sine_formula
 
 # %% auto #0
 __all__ = ['CSRC', 'SINE_SIGNATURES', 'KERNEL_CHOICES', 'build_library', 'load_library', 'library_error', 'kernel_choice',
-           'sine_kernel', 'sine_backend']
+           'sine_kernel', 'sine_backend', 'sine_eager']
 
 # %% ../nbs/00a_kernels.ipynb #b63b6647
 CSRC = Path(str(resources.files("psann_lm") / "csrc"))   # the package's C++ sources
@@ -151,7 +151,9 @@ def sine_kernel(choice:str, # "auto", "cpp", "triton" or "torch"
 _CPP_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-def _interpreting() -> bool: return os.environ.get("TRITON_INTERPRET") == "1"
+def _interpreting() -> bool:
+    "Whether TRITON_INTERPRET asks for Triton's interpreter (the values Triton accepts)."
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 def _has_triton() -> bool: return importlib.util.find_spec("triton") is not None
 
@@ -197,11 +199,147 @@ def _cpp_backward(g, z, A, f, d, mode:int):
     return gz, sA, A * sf, -A * sd
 
 # %% ../nbs/00a_kernels.ipynb #8038315d
-def _triton_forward(z, A, f, d, mode:int):
-    raise NotImplementedError("the Triton sine kernels are not written yet")
+_triton_built = {}   # (kernel name, interpreted?) -> kernel
 
-def _triton_backward(g, z, A, f, d, mode:int):
-    raise NotImplementedError("the Triton sine kernels are not written yet")
+def _triton_interpret() -> bool:
+    "Whether `triton.jit` makes interpreted kernels now (TRITON_INTERPRET, as Triton reads it)."
+    import triton
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None: return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+def _add(a, b):
+    "a + b: the combine function of the backward's sums over rows."
+    return a + b
+
+def _triton_kernel(build) -> object:
+    "The kernel `build()` defines, built once per interpreter setting; imports triton first."
+    global triton, tl, _tl_add  # module globals: the interpreter looks up a kernel's names there
+    import triton
+    import triton.language as tl
+    if "_tl_add" not in globals(): _tl_add = triton.JITFunction(_add)
+    key = (build.__name__, _triton_interpret())
+    if key not in _triton_built: _triton_built[key] = build()
+    return _triton_built[key]
+
+# %% ../nbs/00a_kernels.ipynb #d81f1305
+def _sine_fwd_kernel():
+    "Triton forward: each program maps a BLOCK_R × BLOCK_N tile of z to y, in float32."
+    @triton.jit
+    def sine_fwd(z_ptr, y_ptr, A_ptr, f_ptr, d_ptr, rows, n,
+                 MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+        r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        c = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        A = tl.load(A_ptr + c, mask=c < n, other=0.0)[None, :]
+        f = tl.load(f_ptr + c, mask=c < n, other=0.0)[None, :]
+        d = tl.load(d_ptr + c, mask=c < n, other=0.0)[None, :]
+        offs, m = r[:, None] * n + c[None, :], (r[:, None] < rows) & (c[None, :] < n)
+        x = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        if MODE == 0: u = tl.abs(x)
+        elif MODE == 1: u = tl.maximum(x, 0.0)
+        else: u = tl.full((BLOCK_R, BLOCK_N), 0.0, tl.float32)
+        y = A * tl.exp(-d * u) * tl.sin(f * x)
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=m)
+    return sine_fwd
+
+# %% ../nbs/00a_kernels.ipynb #b362b03e
+def _sine_bwd_kernel():
+    "Triton backward: gz of `rows_per_prog` rows × BLOCK_N features, and float32 partial sums."
+    @triton.jit
+    def sine_bwd(g_ptr, z_ptr, gz_ptr, part_ptr, A_ptr, f_ptr, d_ptr, rows, n, rows_per_prog,
+                 MODE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+        c = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        A = tl.load(A_ptr + c, mask=c < n, other=0.0)[None, :]
+        f = tl.load(f_ptr + c, mask=c < n, other=0.0)[None, :]
+        d = tl.load(d_ptr + c, mask=c < n, other=0.0)[None, :]
+        zero = tl.full((BLOCK_R, BLOCK_N), 0.0, tl.float32)
+        sP, sQx, sPu = zero, zero, zero
+        start = tl.program_id(0).to(tl.int64) * rows_per_prog
+        for r0 in range(0, rows_per_prog, BLOCK_R):
+            r = start + r0 + tl.arange(0, BLOCK_R)
+            offs, m = r[:, None] * n + c[None, :], (r[:, None] < rows) & (c[None, :] < n)
+            x = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)  # masked: x = g = 0,
+            g = tl.load(g_ptr + offs, mask=m, other=0.0).to(tl.float32)  # so P = Q = 0
+            if MODE == 0: u, slope = tl.abs(x), tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
+            elif MODE == 1: u, slope = tl.maximum(x, 0.0), tl.where(x > 0, 1.0, 0.0)
+            else: u, slope = zero, zero
+            ge = g * tl.exp(-d * u)
+            P, Q = ge * tl.sin(f * x), ge * tl.cos(f * x)
+            gz = A * (f * Q - d * slope * P)
+            tl.store(gz_ptr + offs, gz.to(gz_ptr.dtype.element_ty), mask=m)
+            sP, sQx, sPu = sP + P, sQx + Q * x, sPu + P * u
+        out = part_ptr + tl.program_id(0).to(tl.int64) * 3 * n + c
+        tl.store(out, tl.reduce(sP, 0, _tl_add), mask=c < n)
+        tl.store(out + n, tl.reduce(sQx, 0, _tl_add), mask=c < n)
+        tl.store(out + 2 * n, tl.reduce(sPu, 0, _tl_add), mask=c < n)
+    return sine_bwd
+
+# %% ../nbs/00a_kernels.ipynb #3ea8c666
+def _sine_bwd_sum_kernel():
+    "Triton backward, second step: gA, gf and gd from the partial sums, added in a fixed order."
+    @triton.jit
+    def sine_bwd_sum(part_ptr, gA_ptr, gf_ptr, gd_ptr, A_ptr, row_blocks, n,
+                     BLOCK_N: tl.constexpr):
+        c = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        sP = tl.full((BLOCK_N,), 0.0, tl.float32)
+        sQx, sPu = sP, sP
+        for k in range(0, row_blocks):
+            p = part_ptr + k * 3 * n + c
+            sP += tl.load(p, mask=c < n, other=0.0)
+            sQx += tl.load(p + n, mask=c < n, other=0.0)
+            sPu += tl.load(p + 2 * n, mask=c < n, other=0.0)
+        A = tl.load(A_ptr + c, mask=c < n, other=0.0)
+        tl.store(gA_ptr + c, sP, mask=c < n)
+        tl.store(gf_ptr + c, A * sQx, mask=c < n)
+        tl.store(gd_ptr + c, -A * sPu, mask=c < n)
+    return sine_bwd_sum
+
+# %% ../nbs/00a_kernels.ipynb #f21737f3
+_FWD_TILE, _BWD_TILE = 2048, 1024   # elements per forward program, per backward loop step
+_MIN_ROWS, _MAX_ROW_BLOCKS = 32, 512 # fewest rows a backward program sums; most row blocks
+
+def _cdiv(a:int, b:int) -> int: return -(-a // b)
+def _pow2(x:int) -> int: return 1 << max(x - 1, 0).bit_length()
+
+def _sine_tiles(rows:int, n:int, tile:int, max_n:int) -> tuple:
+    "(BLOCK_R, BLOCK_N) of a `tile`-element tile over `rows` × `n`, BLOCK_N ≤ max_n."
+    bn = min(max(_pow2(n), 16), max_n)
+    return min(max(tile // bn, 1), _pow2(rows)), bn
+
+# %% ../nbs/00a_kernels.ipynb #7fbcbe94
+def _triton_forward(z, A, f, d, mode:int) -> torch.Tensor:
+    "y = A·exp(−d·g(z))·sin(f·z) for a contiguous (rows, n) z, in one Triton launch."
+    y = torch.empty_like(z)
+    if z.numel() == 0: return y
+    (rows, n), kernel = z.shape, _triton_kernel(_sine_fwd_kernel)
+    br, bn = _sine_tiles(rows, n, _FWD_TILE, 1024)
+    kernel[(_cdiv(rows, br), _cdiv(n, bn))](z, y, A, f, d, rows, n, MODE=mode, BLOCK_R=br,
+                                           BLOCK_N=bn, num_warps=max(1, min(8, br * bn // 256)),
+                                           enable_fp_fusion=True)
+    return y
+
+# %% ../nbs/00a_kernels.ipynb #9d58e407
+def _sine_row_blocks(rows:int, br:int) -> tuple:
+    "(rows per backward program, number of programs over rows): a function of the shape alone."
+    per = _cdiv(max(_cdiv(rows, _MAX_ROW_BLOCKS), _MIN_ROWS), br) * br
+    return per, _cdiv(rows, per)
+
+def _triton_backward(g, z, A, f, d, mode:int) -> tuple:
+    "(gz, gA, gf, gd) for contiguous (rows, n) g and z in two Triton launches, without atomics."
+    (rows, n), gz = z.shape, torch.empty_like(z)
+    new = torch.empty if z.numel() else torch.zeros   # empty z: zero gradients, no launch
+    gA, gf, gd = (new(n, dtype=torch.float32, device=z.device) for _ in range(3))
+    if z.numel() == 0: return gz, gA, gf, gd
+    br, bn = _sine_tiles(rows, n, _BWD_TILE, 256)
+    per, blocks = _sine_row_blocks(rows, br)
+    part = torch.empty(blocks, 3, n, dtype=torch.float32, device=z.device)
+    _triton_kernel(_sine_bwd_kernel)[(blocks, _cdiv(n, bn))](
+        g, z, gz, part, A, f, d, rows, n, per, MODE=mode, BLOCK_R=br, BLOCK_N=bn,
+        num_warps=max(1, min(8, br * bn // 128)), enable_fp_fusion=True)
+    _triton_kernel(_sine_bwd_sum_kernel)[(_cdiv(n, 256),)](part, gA, gf, gd, A, blocks, n,
+                                                            BLOCK_N=256, num_warps=4,
+                                                            enable_fp_fusion=True)
+    return gz, gA, gf, gd
 
 # %% ../nbs/00a_kernels.ipynb #1d1efa06
 def _param_grad_dtype(z:torch.Tensor) -> torch.dtype: return torch.promote_types(z.dtype, torch.float32)
@@ -226,31 +364,41 @@ def _sine_backward(grad, z, A, f, d, mode:int) -> tuple:
 
 # %% ../nbs/00a_kernels.ipynb #e6246806
 @torch.library.custom_op("psann_lm::sine", mutates_args=())
-def _sine_op(z:torch.Tensor, A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, mode:int) -> torch.Tensor:
-    return _sine_forward(z, A, f, d, mode)
+def _sine_op(z:torch.Tensor, A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, decay:int) -> torch.Tensor:
+    return _sine_forward(z, A, f, d, decay)
 
 @_sine_op.register_fake
-def _(z, A, f, d, mode): return z.new_empty(z.shape)
+def _(z, A, f, d, decay): return z.new_empty(z.shape)
 
 @torch.library.custom_op("psann_lm::sine_backward", mutates_args=())
 def _sine_backward_op(grad:torch.Tensor, z:torch.Tensor, A:torch.Tensor, f:torch.Tensor, d:torch.Tensor,
-                      mode:int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _sine_backward(grad, z, A, f, d, mode)
+                      decay:int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _sine_backward(grad, z, A, f, d, decay)
 
 @_sine_backward_op.register_fake
-def _(grad, z, A, f, d, mode):
+def _(grad, z, A, f, d, decay):
     dt = _param_grad_dtype(z)
     return z.new_empty(z.shape), A.new_empty(A.shape, dtype=dt), f.new_empty(f.shape, dtype=dt), d.new_empty(d.shape, dtype=dt)
 
 # %% ../nbs/00a_kernels.ipynb #3ba4ca6b
 def _setup_sine(ctx, inputs, output):
-    z, A, f, d, mode = inputs
+    z, A, f, d, decay = inputs
     ctx.save_for_backward(z, A, f, d)
-    ctx.mode = mode
+    ctx.decay = decay
 
 def _sine_grads(ctx, grad):
     z, A, f, d = ctx.saved_tensors
-    gz, gA, gf, gd = torch.ops.psann_lm.sine_backward(grad, z, A, f, d, ctx.mode)
+    gz, gA, gf, gd = torch.ops.psann_lm.sine_backward(grad, z, A, f, d, ctx.decay)
     return gz.to(z.dtype), gA.to(A.dtype), gf.to(f.dtype), gd.to(d.dtype), None
 
 _sine_op.register_autograd(_sine_grads, setup_context=_setup_sine)
+
+# %% ../nbs/00a_kernels.ipynb #81871ccf
+def sine_eager(z:torch.Tensor, # pre-activations, features on the last dim
+               A:torch.Tensor, # amplitudes (features,)
+               f:torch.Tensor, # frequencies (features,)
+               d:torch.Tensor, # dampings (features,)
+               decay:int,      # the decay mode's index in `DECAY_MODES`
+              ) -> torch.Tensor:
+    "The sine op's forward without the dispatcher (no autograd): for eager decoding."
+    return _sine_forward(z, A, f, d, decay)

@@ -4,7 +4,8 @@
 
 # %% ../nbs/09_benchmarks.ipynb #5b2785a9
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, platform, shutil, statistics, subprocess, sys, tempfile, textwrap, time, warnings
+import contextlib, dataclasses, json, math, os, platform, shutil, signal, statistics, subprocess, sys
+import tempfile, textwrap, threading, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import torch
 import torch.nn as nn
 from fastcore.script import Param, call_parse, store_true
 
-from .sine import SineActivation, SineConfig, saved_tensor_bytes, sine_formula, sine_kernel
+from .kernels import sine_backend, sine_kernel
+from .sine import SineActivation, SineConfig, saved_tensor_bytes, sine_formula
 from .model import DecoderLM, LMOutput, ModelConfig, causal_lm_loss
 from .trainer import TrainConfig, measure_peak_flops, train
 from .dataprep import in_validation, make_corpus
@@ -21,15 +23,17 @@ from .tokenizer import load_tokenizer, train_tokenizer
 from .dataprep import Corpus, _file_pieces, default_corpus, psannLMDataPrep
 
 # %% auto #0
-__all__ = ['TRAIN_SIZES', 'ABLATION_ARMS', 'SWEEP_CORPORA', 'SWEEP_FREQS', 'SWEEP_INIT', 'STEPS_DEFAULT', 'H100_BF16_PEAK',
+__all__ = ['TRAIN_SIZES', 'ABLATION_ARMS', 'SWEEP_CORPORA', 'SWEEP_FREQS', 'SWEEP_INIT', 'STEPS_DEFAULT', 'GPU_PEAKS',
+           'GPU_MODELS', 'GPU_SINE_IMPLS', 'GPU_GOALS', 'GPU_BUDGET_S', 'GPU_TRAIN_CONFIGS', 'GPU_BENCH',
            'GPU_ABLATION', 'BENCHMARKS', 'machine_info', 'time_alternating', 'save_results', 'bench_sine',
            'results_table', 'bench_train_step', 'shared_corpus', 'bench_text', 'bench_dataprep', 'bench_fit_overhead',
            'bench_shakespeare', 'bench_generation', 'bench_memory', 'GPT2Arm', 'ablation_model', 'arm_sine',
            'sine_snapshot', 'preact_stats', 'mechanism_record', 'ablation_run', 'ablation_step_times', 'bench_data',
            'resume_state', 'record_run', 'ablation', 'ablation_summary', 'plot_ablation', 'plot_sine_params',
            'sine_param_shift', 'ablation_conclusion', 'sweep_source', 'sweep_setting', 'sweep', 'sweep_summary',
-           'sweep_details', 'sweep_conclusion', 'plot_sweep', 'plot_activation', 'bench_gpu', 'ablation_gpu',
-           'bench_cli']
+           'sweep_details', 'sweep_conclusion', 'plot_sweep', 'plot_activation', 'datasheet_peak', 'BudgetExceeded',
+           'deadline', 'gpu_model', 'gpu_train_run', 'gpu_sine', 'gpu_generation', 'gpu_goals', 'bench_gpu',
+           'ablation_gpu', 'bench_cli']
 
 # %% ../nbs/09_benchmarks.ipynb #b2d3423e
 def machine_info() -> dict:
@@ -129,13 +133,14 @@ def results_table(rows:list,                                                   #
     return "\n".join(lines)
 
 # %% ../nbs/09_benchmarks.ipynb #e05e0da0
-def _gpt2(d_model, n_layers, n_heads, seq_len, vocab):
+def _gpt2(d_model, n_layers, n_heads, seq_len, vocab, attn=None):
     try: from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError: return None
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()   # GPT2Config's default bos/eos ids (50256) lie outside a smaller vocabulary; irrelevant here
     cfg = GPT2Config(vocab_size=vocab, n_positions=seq_len, n_embd=d_model, n_layer=n_layers, n_head=n_heads,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     **({} if attn is None else dict(attn_implementation=attn)))
     return GPT2LMHeadModel(cfg)
 
 def _gpt2_flops_per_token(m, seq_len):
@@ -1143,44 +1148,284 @@ def plot_activation(run:dict,       # a run recorded with `stats=True` (a sweep 
     return fig
 
 # %% ../nbs/09_benchmarks.ipynb #2a9d3ccc
-H100_BF16_PEAK = 989e12   # dense bf16 FLOP/s of an H100 SXM (NVIDIA's datasheet)
+GPU_PEAKS = {"H100 SXM": 989.4e12, "H100 PCIe": 756e12, "H200": 989.4e12,   # dense bf16 FLOP/s,
+             "A100": 312e12}                                               # NVIDIA's datasheets
 
-def bench_gpu(d_model:int=768,                   # model width
-              n_layers:int=12,                  # blocks
-              n_heads:int=12,                   # attention heads
-              seq_len:int=1024,                 # tokens per sequence
-              vocab:int=50304,                  # vocabulary size
-              batch:int=8,                      # sequences per step
-              bases=("respsann", "waveresnet"), # the bases measured
-              compile_modes=(False, True),      # eager, and `torch.compile`d
-              runs:int=5,                       # timed steps (the median is reported)
-              peak_flops:float=H100_BF16_PEAK,  # the GPU's dense bf16 peak, for MFU
-              device:str="cuda",                # the GPU
-             ) -> list:
-    "bf16 training tokens/s and MFU (eager and compiled), and step memory with/without checkpointing, on `device`."
-    if device.startswith("cuda") and not torch.cuda.is_available(): raise RuntimeError("bench_gpu needs a CUDA GPU; none is visible")
-    rows, dims = [], dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_seq_len=seq_len)
-    ids = torch.randint(0, vocab, (batch, seq_len), device=device)
-    for base in bases:
-        for compiled in compile_modes:
-            torch.manual_seed(0)
-            net = DecoderLM(ModelConfig(base=base, **dims)).to(device).train()
-            opt = torch.optim.AdamW(net.param_groups(0.1), lr=3e-4, fused=device.startswith("cuda"))
-            fwd = torch.compile(net) if compiled else net
-            def step():
-                with torch.autocast(device.split(":")[0], dtype=torch.bfloat16): loss = fwd(ids, labels=ids).loss
-                loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-            t0 = time.perf_counter(); step(); _sync(device); first_s = time.perf_counter() - t0   # includes compilation
-            ts = time_alternating({"step": step}, runs=runs, inner=1, warmup=1, device=device)["step"]
-            tps = batch * seq_len / statistics.median(ts)
-            rows.append(dict(what="train bf16", model=base, compiled=compiled, median_ms=round(statistics.median(ts) * 1e3, 2),
-                             tokens_per_s=round(tps), mfu=round(tps * net.flops_per_token(seq_len) / peak_flops, 4),
-                             first_step_s=round(first_s, 1), params=net.num_params(non_embedding=False)))
-            del net, opt, fwd
-            if device.startswith("cuda"): torch.cuda.empty_cache()
-    for r in bench_memory(d_model, n_layers, n_heads, seq_len, vocab, batch, bases, device=device, amp="bf16"):
-        rows.append(dict(what="step memory bf16", **r))
+def datasheet_peak(name:str, # the device name, as `torch.cuda.get_device_name` gives it
+                  ) -> tuple|None:
+    "(`GPU_PEAKS` key, dense bf16 FLOP/s) of the GPU called `name`; None if not in the table."
+    n = name.upper()
+    if "H200" in n: key = "H200"
+    elif "H100" in n and "PCIE" in n: key = "H100 PCIe"
+    elif "H100" in n and ("SXM" in n or "HBM3" in n): key = "H100 SXM"
+    elif "A100" in n: key = "A100"
+    else: return None
+    return key, GPU_PEAKS[key]
+
+# %% ../nbs/09_benchmarks.ipynb #68fdb959
+class BudgetExceeded(Exception):
+    "A benchmark section ran past the wall-clock budget."
+
+@contextlib.contextmanager
+def deadline(seconds:float, # raise `BudgetExceeded` inside the block after this long
+            ):
+    "Stop the block with `BudgetExceeded` after `seconds` (SIGALRM; a no-op off the main thread)."
+    main = threading.current_thread() is threading.main_thread()
+    if not hasattr(signal, "setitimer") or not main:
+        yield
+        return
+    def alarm(*_): raise BudgetExceeded(f"stopped by the wall-clock budget after {seconds:.0f} s")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try: yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+# %% ../nbs/09_benchmarks.ipynb #8d4862e2
+GPU_MODELS = ("respsann", "waveresnet", "respsann + GELU", "HF GPT-2")
+
+def gpu_model(name:str,                   # one of `GPU_MODELS`
+              vocab:int,                  # vocabulary size
+              d_model:int,                # model width
+              n_layers:int,               # blocks
+              n_heads:int,                # attention heads
+              seq_len:int,                # the model's position limit
+              grad_checkpoint:bool=False, # recompute each block's activations in backward
+             ) -> nn.Module:
+    "A freshly initialised model of the GPU benchmark (seed torch first)."
+    if name not in GPU_MODELS: raise ValueError(f"model must be one of {GPU_MODELS}, got {name!r}")
+    if name == "HF GPT-2":
+        gpt2 = _gpt2(d_model, n_layers, n_heads, seq_len, vocab, attn="sdpa")
+        if gpt2 is None: raise ImportError("HF GPT-2 needs transformers: psann_lm[bench]")
+        if grad_checkpoint: gpt2.gradient_checkpointing_enable()
+        return GPT2Arm(gpt2)
+    kw = dict(waveresnet=dict(base="waveresnet")).get(name, {})
+    if name == "respsann + GELU": kw = dict(mlp_activation="gelu")
+    dims = dict(vocab_size=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                max_seq_len=seq_len)
+    return DecoderLM(ModelConfig(grad_checkpoint=grad_checkpoint, **dims, **kw))
+
+# %% ../nbs/09_benchmarks.ipynb #608cf50d
+def gpu_train_run(net:nn.Module,          # a `gpu_model`
+                  ids:torch.Tensor,       # (B, T) the batch, on `device`
+                  peak_flops:float,       # the device's dense bf16 FLOP/s, for MFU
+                  steps:int=10,           # timed steps (the median is reported)
+                  warmup:int=2,           # untimed steps after the first
+                  compiled:bool=False,    # `torch.compile` the model
+                  backend:str="inductor", # `torch.compile` backend ("eager": the path, cheaply)
+                  device:str="cuda",      # where to run
+                 ) -> dict:
+    "Tokens/s, MFU and peak memory of bf16-autocast AdamW training steps of `net`."
+    net.to(device).train()
+    cuda = device.startswith("cuda")
+    opt = torch.optim.AdamW(net.param_groups(0.1), lr=3e-4, fused=cuda)
+    if compiled: torch._dynamo.reset()
+    fwd = torch.compile(net, backend=backend) if compiled else net
+    def step():
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
+            loss = fwd(ids, labels=ids).loss
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    t0 = time.perf_counter(); step(); _sync(device); first_s = time.perf_counter() - t0
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    ts = time_alternating(dict(step=step), steps, inner=1, warmup=warmup, device=device)["step"]
+    tps, flops = ids.numel() / statistics.median(ts), net.flops_per_token(ids.shape[1])
+    return dict(median_ms=round(statistics.median(ts) * 1e3, 2),
+                runs_ms=[round(t * 1e3, 2) for t in ts],
+                tokens_per_s=round(tps), mfu=round(tps * flops / peak_flops, 4),
+                flops_per_token=flops, first_step_s=round(first_s, 2),
+                params=sum(p.numel() for p in net.parameters()),
+                peak_mb=round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None)
+
+# %% ../nbs/09_benchmarks.ipynb #1c01ca56
+GPU_SINE_IMPLS = {"sine op": "fused sine", "sine, torch formulas": "fused sine, torch formulas",
+                  "GELU": "GELU"}   # name here: `_sine_contenders`' name
+
+def gpu_sine(shape=(8, 1024, 3072), # the activation input: (batch, time, features)
+             runs:int=7,            # alternating rounds (the median is reported)
+             inner:int=5,           # calls per timing
+             device:str="cuda",     # where to run
+            ) -> list:
+    "bf16 forward+backward time of the sine op (and its kernel), its torch formulas and GELU."
+    fns, _ = _sine_contenders(tuple(shape), torch.bfloat16, device)
+    fns = {k: fns[v] for k, v in GPU_SINE_IMPLS.items()}
+    times = time_alternating(fns, runs=runs, inner=inner, device=device)
+    ms = {k: statistics.median(ts) * 1e3 for k, ts in times.items()}
+    ran = {"sine op": sine_backend(torch.empty(1, device=device, dtype=torch.bfloat16)),
+           "sine, torch formulas": "torch", "GELU": "torch"}
+    return [dict(impl=k, kernel=ran[k], median_ms=round(m, 4), vs_gelu=round(m / ms["GELU"], 3),
+                 runs_ms=[round(t * 1e3, 4) for t in times[k]]) for k, m in ms.items()]
+
+# %% ../nbs/09_benchmarks.ipynb #9dc794f7
+def gpu_generation(dims:dict,          # vocab, d_model, n_layers, n_heads, seq_len of `gpu_model`
+                   batches=(1, 8),     # batch sizes measured
+                   prompt_len:int=128, # prompt tokens per row
+                   new_tokens:int=128, # tokens generated per row
+                   runs:int=3,         # alternating rounds (the median is reported)
+                   models=("respsann", "waveresnet", "HF GPT-2"), # the models compared
+                   device:str="cuda",  # where to run
+                  ) -> list:
+    "Greedy tokens/s with the cache, bf16 autocast: psann's `generate_tokens` and HF `generate`."
+    torch.manual_seed(0)
+    nets = {m: gpu_model(m, **dims).to(device).eval() for m in models}
+    greedy, rows = SamplingConfig(temperature=0), []
+    def gen(m, ids):
+        if m != "HF GPT-2": return lambda: generate_tokens(nets[m], ids, None, new_tokens, greedy)
+        hf = nets[m].gpt2
+        hf.generation_config.eos_token_id, hf.generation_config.pad_token_id = None, 0
+        kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  use_cache=True)
+        return lambda: hf.generate(ids, attention_mask=torch.ones_like(ids), **kw)
+    for b in batches:
+        ids = torch.randint(0, dims["vocab"], (b, prompt_len), device=device)
+        fns = {m: gen(m, ids) for m in models}
+        with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
+            times = time_alternating(fns, runs=runs, inner=1, warmup=1, device=device)
+        tps = {m: b * new_tokens / statistics.median(ts) for m, ts in times.items()}
+        gpt2 = tps.get("HF GPT-2")
+        rows += [dict(batch=b, model=m, prompt_len=prompt_len, new_tokens=new_tokens,
+                      tokens_per_s=round(t, 1), vs_gpt2=round(t / gpt2, 3) if gpt2 else None)
+                 for m, t in tps.items()]
     return rows
+
+# %% ../nbs/09_benchmarks.ipynb #ab2ae6a3
+GPU_GOALS = (("compiled respsann tokens/s ÷ compiled HF GPT-2", ">=", 1.0),
+             ("compiled respsann tokens/s ÷ compiled respsann + GELU", ">=", 0.97),
+             ("sine op fwd+bwd time ÷ GELU (bf16)", "<=", 1.2),
+             ("compiled respsann MFU", ">=", 0.45))
+
+def gpu_goals(state:dict, # what `bench_gpu` returns (or the "results" entry of its JSON)
+             ) -> list:
+    "The goals of `GPU_GOALS`, each with its measured value and pass/fail (None: not measured)."
+    tr = {r["model"]: r for r in state["train"] if r["compiled"] and not r["grad_checkpoint"]}
+    def ratio(a, b):
+        if a in tr and b in tr: return round(tr[a]["tokens_per_s"] / tr[b]["tokens_per_s"], 3)
+    sine = {r["impl"]: r["vs_gelu"] for r in state["sine"]}
+    vals = (ratio("respsann", "HF GPT-2"), ratio("respsann", "respsann + GELU"),
+            sine.get("sine op"),
+            tr["respsann"]["mfu"] if "respsann" in tr else None)
+    ok = lambda v, op, t: None if v is None else (v >= t if op == ">=" else v <= t)
+    return [dict(goal=g, measured=v, target=f"{op} {t}", passed=ok(v, op, t))
+            for (g, op, t), v in zip(GPU_GOALS, vals)]
+
+# %% ../nbs/09_benchmarks.ipynb #55eb080a
+GPU_BUDGET_S = 450   # `bench_gpu`'s wall-clock seconds: with start-up and imports under 8 minutes
+GPU_TRAIN_CONFIGS = (("respsann", True, False), ("HF GPT-2", True, False),
+                     ("respsann + GELU", True, False), ("respsann", False, False),
+                     ("HF GPT-2", False, False), ("respsann + GELU", False, False),
+                     ("waveresnet", True, False), ("waveresnet", False, False),
+                     ("respsann", False, True))
+GPU_BENCH = dict(vocab=50304, d_model=768, n_layers=12, n_heads=12, seq_len=1024,  # GPT-2 small
+                 batch=8, steps=20, warmup=3,               # training: 8 × 1024 tokens a step
+                 configs=GPU_TRAIN_CONFIGS,                 # the training measurements, in order
+                 sine_shape=(8, 1024, 3072), sine_runs=7,   # the sine op alone
+                 gen_batches=(1, 8), prompt_len=128, new_tokens=128, gen_runs=3,   # generation
+                 compile_s=90, sine_s=20, gen_s=40, setup_s=10)  # estimates (s) before measuring
+
+# %% ../nbs/09_benchmarks.ipynb #0d8e6f3a
+def _train_estimate(s, compiled, ckpt, peak, compile_seen):
+    "Seconds one training configuration of `bench_gpu` is expected to take."
+    L, d, V, T = s["n_layers"], s["d_model"], s["vocab"], s["seq_len"]
+    flops = 6 * (12 * L * d * d + V * d) + 12 * L * d * T
+    step = s["batch"] * T * flops / (0.3 * peak) * (4 / 3 if ckpt else 1)
+    compile_s = max(compile_seen, default=s["compile_s"]) if compiled else 0
+    return s["setup_s"] + compile_s + (1 + s["warmup"] + s["steps"]) * step
+
+# %% ../nbs/09_benchmarks.ipynb #56123f97
+def _gpu_peak(device, given):
+    "The device's name and dense bf16 peak: given, from `datasheet_peak`, or measured."
+    cuda = device.startswith("cuda")
+    name = torch.cuda.get_device_name(device) if cuda else machine_info()["cpu"]
+    hit = datasheet_peak(name) if cuda and not given else None
+    if given: return dict(device_name=name, peak_flops=given, peak_source="given (peak_flops)")
+    if hit: return dict(device_name=name, peak_flops=hit[1], peak_source=f"datasheet: {hit[0]}")
+    n = 8192 if cuda else 256
+    return dict(device_name=name, peak_flops=measure_peak_flops("bfloat16", n=n, device=device),
+                peak_source=f"measured: median bf16 {n}×{n} matmul (measure_peak_flops)")
+
+def _gpu_section(state, name, est, left, fn):
+    "fn() within `left` seconds, unless `est` exceeds it; a skip or a failure goes into `state`."
+    rec = dict(section=name, estimate_s=round(est))
+    skip = lambda why: state["skipped"].append(dict(rec, reason=why))
+    if est > left: return skip(f"needs ~{est:.0f} s; {left:.0f} s of the budget left")
+    try:
+        with deadline(left): return fn()
+    except BudgetExceeded as e: skip(str(e))
+    except Exception as e:
+        state["failed"].append(dict(section=name, error=f"{type(e).__name__}: {e}"[-2000:]))
+
+# %% ../nbs/09_benchmarks.ipynb #24f89d67
+def _gpu_settings(over):
+    "`GPU_BENCH` with `over` applied, checked."
+    bad = set(over) - set(GPU_BENCH)
+    if bad: raise ValueError(f"unknown settings {sorted(bad)}; known: {sorted(GPU_BENCH)}")
+    s = {**GPU_BENCH, **over}
+    if s["prompt_len"] + s["new_tokens"] > s["seq_len"]:
+        raise ValueError(f"prompt_len + new_tokens must fit in seq_len={s['seq_len']}, got "
+                         f"{s['prompt_len']} + {s['new_tokens']}")
+    bad = [c for c in s["configs"] if len(c) != 3 or c[0] not in GPU_MODELS]
+    if bad: raise ValueError(f"configs must be (model, compiled, grad_checkpoint) triples with a "
+                             f"model in {GPU_MODELS}; got {bad}")
+    return s
+
+def _gpu_train_config(s, model, compiled, ckpt, peak, backend, device):
+    "One training configuration of `bench_gpu`, from a fresh model and batch."
+    torch.manual_seed(0)
+    dims = (s["vocab"], s["d_model"], s["n_layers"], s["n_heads"], s["seq_len"])
+    net = gpu_model(model, *dims, grad_checkpoint=ckpt)
+    ids = torch.randint(0, s["vocab"], (s["batch"], s["seq_len"]), device=device)
+    return gpu_train_run(net, ids, peak, s["steps"], s["warmup"], compiled, backend, device)
+
+# %% ../nbs/09_benchmarks.ipynb #9319e4cd
+def _section_name(model, compiled, ckpt):
+    how = ("compiled" if compiled else "eager") + (", checkpointed" if ckpt else "")
+    return f"train {model}, {how}"
+
+def bench_gpu(out:str|Path="benchmarks/results/gpu.json", # the JSON, rewritten after every section
+              budget_s:float=GPU_BUDGET_S,  # wall-clock seconds (overrunning sections skipped)
+              device:str="cuda",            # the GPU ("cpu" runs the same code path, for tests)
+              backend:str="inductor",       # `torch.compile` backend
+              peak_flops:float|None=None,   # dense bf16 FLOP/s; None: `datasheet_peak` or measured
+              command:str="psann_lm_bench gpu", # recorded with the results
+              log=print,                    # progress messages go here
+              **over,                       # replacements for `GPU_BENCH`
+             ) -> dict:
+    "Sine op, training tokens/s, MFU and memory, cached generation on one GPU, within `budget_s`."
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("bench_gpu needs a CUDA GPU; none is visible")
+    s, t0 = _gpu_settings(over), time.perf_counter()
+    state = dict(settings=json.loads(json.dumps(dict(s, budget_s=budget_s, backend=backend))),
+                 **_gpu_peak(device, peak_flops), sine=[], train=[], generate=[], skipped=[],
+                 failed=[])
+    def save(finished=False):
+        wall_s = round(time.perf_counter() - t0, 1)
+        state.update(goals=gpu_goals(state), wall_s=wall_s, finished=finished)
+        save_results(out, [state], command)
+    def run(name, est, fn, put):
+        t1 = time.perf_counter()
+        res = _gpu_section(state, name, est, budget_s - (t1 - t0), fn)
+        if res is not None: put(res)
+        if device.startswith("cuda"): torch.cuda.empty_cache()
+        save()
+        missed = [r for r in state["skipped"] + state["failed"] if r["section"] == name]
+        took = f"{time.perf_counter() - t1:.0f} s (estimate {est:.0f} s)"
+        if res is not None: log(f"{name}: done in {took}")
+        else: log(f"{name}: not measured, {missed[-1].get('reason') or missed[-1]['error']}; {took}")
+    sine = lambda: gpu_sine(s["sine_shape"], s["sine_runs"], device=device)
+    run("sine op", s["sine_s"], sine, lambda rows: state.update(sine=rows))
+    for m, compiled, ckpt in s["configs"]:
+        seen = [r["first_step_s"] for r in state["train"] if r["compiled"]]
+        est = _train_estimate(s, compiled, ckpt, state["peak_flops"], seen)
+        fn = lambda: _gpu_train_config(s, m, compiled, ckpt, state["peak_flops"], backend, device)
+        key = dict(model=m, compiled=compiled, grad_checkpoint=ckpt, estimate_s=round(est))
+        put = lambda r: state["train"].append({**key, **r})
+        run(_section_name(m, compiled, ckpt), est, fn, put)
+    dims = {k: s[k] for k in ("vocab", "d_model", "n_layers", "n_heads", "seq_len")}
+    gen_kw = dict(prompt_len=s["prompt_len"], new_tokens=s["new_tokens"], runs=s["gen_runs"])
+    gen = lambda: gpu_generation(dims, s["gen_batches"], device=device, **gen_kw)
+    run("generate", s["gen_s"], gen, lambda rows: state.update(generate=rows))
+    save(finished=True)
+    return state
 
 # %% ../nbs/09_benchmarks.ipynb #3c0070d0
 GPU_ABLATION = dict(lrs=(1e-3, 3e-3), seeds=2, steps=300, batch=16, seq_len=256, vocab=2048,
@@ -1203,6 +1448,21 @@ def ablation_gpu(path,                                                # the corp
 
 # %% ../nbs/09_benchmarks.ipynb #dd8fe043
 BENCHMARKS = ("sine", "train", "memory", "dataprep", "fit", "generate", "ablation", "sweep", "gpu")
+
+def _gpu_cli(out, budget, cmd):
+    "`psann_lm_bench gpu`: refuse without CUDA, measure within the budget, print the tables."
+    if not torch.cuda.is_available():
+        raise SystemExit("psann_lm_bench gpu needs a CUDA GPU; none is visible "
+                         "(torch.cuda.is_available() is False). Nothing was written.")
+    g = bench_gpu(out, budget_s=budget, command=cmd, log=lambda msg: print(msg, flush=True))
+    print(results_table(g["sine"], ("impl", "kernel", "median_ms", "vs_gelu")))
+    cols = ("model", "compiled", "grad_checkpoint", "tokens_per_s", "mfu", "peak_mb",
+            "first_step_s")
+    print(results_table(g["train"], cols))
+    print(results_table(g["generate"], ("batch", "model", "tokens_per_s", "vs_gpt2")))
+    print(results_table(g["goals"], ("goal", "measured", "target", "passed")))
+    for r in g["skipped"] + g["failed"]: print("not measured:", r)
+    print(f"peak: {g['peak_source']}; saved to {out}")
 
 def _ablation_cli(gpu, arms, seeds, steps, step_runs, out, cmd):
     "`psann_lm_bench ablation` and `psann_lm_bench gpu --ablation`: checks, run, table."
@@ -1228,6 +1488,7 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
               arms:str=None,       # ablation (also gpu --ablation): comma-separated subset of the arms (default all)
               ablation:store_true=False, # gpu: run the six-arm ablation at ~27 M parameters instead
               steps:int=None,      # ablation, sweep: optimizer steps per run (None: their default)
+              budget:float=GPU_BUDGET_S, # gpu: wall-clock seconds (overrunning sections skipped)
               out:str=None):       # JSON path; default benchmarks/results/<what>.json (sweep: sine_sweep.json)
     "Run a psann_lm benchmark, print its table and save its results."
     what = what or "sine"
@@ -1235,13 +1496,15 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
     try: dims = tuple(int(s) for s in shape.split(","))
     except ValueError: raise SystemExit(f"psann_lm_bench: --shape must be comma-separated integers, got {shape!r}") from None
     if len(dims) != 3 or min(dims) < 1: raise SystemExit(f"psann_lm_bench: --shape must be three positive integers (batch,time,features), got {shape!r}")
-    for name, v in (("runs", runs), ("inner", inner), ("seeds", seeds), ("steps", steps)):
+    counts = dict(runs=runs, inner=inner, seeds=seeds, steps=steps, budget=budget).items()
+    for name, v in counts:
         if v is not None and v < 1:
             raise SystemExit(f"psann_lm_bench: --{name} must be >= 1, got {v}")
     cmd = "psann_lm_bench " + " ".join(sys.argv[1:]) if sys.argv and "psann_lm_bench" in sys.argv[0] else f"bench_cli({what!r}, runs={runs})"
     default = f"benchmarks/results/{ {'train': 'train_step', 'sweep': 'sine_sweep'}.get(what, what) }.json"
     if what == "ablation" or (what == "gpu" and ablation):
         return _ablation_cli(what == "gpu", arms, seeds, steps, min(runs, 7), out, cmd)
+    if what == "gpu": return _gpu_cli(out or default, budget, cmd)
     if what == "sweep":
         state = sweep(out or default, seeds=seeds, steps=steps or STEPS_DEFAULT, command=cmd)
         summ = sweep_summary(state)
@@ -1255,8 +1518,6 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
         cols = ("size", "dtype", "model", "median_ms", "tokens_per_s", "vs_gpt2", "mfu")
     elif what == "memory":
         rows, cols = bench_memory(), ("model", "grad_checkpoint", "peak_mb", "vs_off")
-    elif what == "gpu":
-        rows, cols = bench_gpu(runs=min(runs, 5)), ("what", "model", "compiled", "tokens_per_s", "mfu", "grad_checkpoint", "peak_mb")
     elif what == "generate":
         rows, cols = bench_generation(runs=runs), ("batch", "model", "median_s", "tokens_per_s", "vs_gpt2", "cache_speedup")
     elif what == "fit":

@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_trainer.ipynb #66567f02
 from __future__ import annotations
-import contextlib, datetime, importlib.util, itertools, json, math, os, shutil, statistics, time
+import contextlib, copy, datetime, importlib.util, itertools, json, math, os, shutil, statistics
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, InitProcessGroupKwargs, set_seed
 from fastcore.basics import patch_to
+from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+    get_optimizer_state_dict, set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
@@ -21,8 +27,9 @@ from .model import DecoderLM, count_targets, physical_memory
 
 # %% auto #0
 __all__ = ['AMP', 'TRACKERS', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'lr_at', 'measure_peak_flops', 'memory_mb',
-           'TrainState', 'checkpoints', 'micro_batch_size', 'dist_timeout', 'step_memory', 'device_memory',
-           'check_step_memory', 'evaluate', 'LostProcessError', 'train', 'load_metrics', 'plot_loss']
+           'TrainState', 'checkpoints', 'micro_batch_size', 'dist_timeout', 'adamw_kwargs', 'allow_tf32', 'step_memory',
+           'device_memory', 'check_step_memory', 'fsdp_shard', 'evaluate', 'LostProcessError', 'train', 'load_metrics',
+           'plot_loss']
 
 # %% ../nbs/05_trainer.ipynb #ce234600
 AMP = ("no", "bf16", "fp16")
@@ -52,10 +59,11 @@ class TrainConfig:
     output_dir:str|None=None     # where metrics and checkpoints go; None = nothing is written
     seed:int=1337                # model-independent randomness: data order, dropout-free training is then deterministic
     num_workers:int=0            # DataLoader worker processes
-    compile:bool=False           # torch.compile the model
+    compile:bool=False           # torch.compile the model, in one graph (fullgraph=True)
+    tf32:bool=True               # CUDA float32 matmuls and convolutions may use TF32
     log_with:str|None=None       # accelerate tracker: None, "tensorboard" or "wandb"
     ddp:str="auto"               # "auto": data parallel over however many processes accelerate launched; "no": refuse more than one
-    fsdp:bool=False              # shard parameters with accelerate's FSDP plugin (needs a multi-GPU launch)
+    fsdp:bool=False              # shard weights, gradients, AdamW state (FSDP2, 2+ processes)
     resume:bool|str=False        # False, True (latest checkpoint in output_dir), "auto" (if one exists), or a checkpoint path
     peak_flops:float|None=None   # FLOP/s used for MFU; None = measured with a matmul at start
     progress:bool=True           # tqdm bar on the main process
@@ -95,7 +103,10 @@ def _validate(c:TrainConfig):
         if Path(c.output_dir).exists() and not Path(c.output_dir).is_dir():
             raise ValueError(f"output_dir={str(c.output_dir)!r} is a file, not a directory; give a directory (it is made if missing)")
     if c.peak_flops is not None and (not _is_num(c.peak_flops) or c.peak_flops <= 0): raise ValueError(f"peak_flops must be a number > 0, got {c.peak_flops!r}")
-    for name in ("grad_checkpoint", "compile", "fsdp", "progress"):
+    if c.fsdp is True and c.amp == "fp16":
+        raise ValueError("fsdp=True with amp='fp16' is not supported: fp16's loss scaler "
+                         "would have to agree on skipped steps across shards; use amp='bf16'")
+    for name in ("grad_checkpoint", "compile", "tf32", "fsdp", "progress"):
         if not isinstance(getattr(c, name), bool): raise ValueError(f"{name} must be true or false, got {getattr(c, name)!r}")
 
 # %% ../nbs/05_trainer.ipynb #5f0b3d6b
@@ -196,13 +207,14 @@ def _resolve_resume(cfg:TrainConfig) -> Path|None:
     if not (p.is_dir() and (p / "psann_state.json").exists()): raise FileNotFoundError(f"resume={cfg.resume!r} is not a checkpoint directory written by psann_lm")
     return p
 
-def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState):
+def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState, sharded:tuple|None=None):
     root = Path(cfg.output_dir) / "checkpoints"
     final, tmp = root / f"step_{state.step:08d}", root / f".tmp-step_{state.step:08d}"
     if acc.is_main_process:
         for old in root.glob(".tmp-*"): shutil.rmtree(old, ignore_errors=True)
     acc.wait_for_everyone()
     acc.save_state(str(tmp))
+    if sharded is not None: _save_full_state(acc, tmp, *sharded)   # FSDP: model, optimizer
     acc.wait_for_everyone()
     if acc.is_main_process:
         (tmp / "psann_state.json").write_text(json.dumps(dict(state=state.state_dict(), config=asdict(cfg)), indent=1, default=str))
@@ -210,6 +222,38 @@ def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState):
         os.replace(tmp, final)
         for old in checkpoints(cfg.output_dir)[:-cfg.keep_last]: _discard(old)
     acc.wait_for_everyone()
+
+# %% ../nbs/05_trainer.ipynb #ab6577cc
+_WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)   # gathered onto the main process
+
+def _aliases(model) -> dict:
+    "Tied weights: {state-dict key: the earlier key naming the same tensor}."
+    first, alias = {}, {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) in first: alias[k] = first[id(v)]
+        else: first[id(v)] = k
+    return alias
+
+def _save_full_state(acc:Accelerator, ckpt:Path, model, opt):
+    "Gather a sharded model and its optimizer onto the main process, which writes them into `ckpt`."
+    weights = get_model_state_dict(model, options=_WHOLE)   # a collective: every process takes part
+    moments = get_optimizer_state_dict(model, opt, options=_WHOLE)
+    if not acc.is_main_process: return
+    alias = _aliases(model)
+    weights = {k: v.contiguous() for k, v in weights.items() if k not in alias}   # tied: once
+    save_file(weights, str(ckpt / "model.safetensors"), metadata=dict(format="pt"))
+    torch.save(moments, ckpt / "optimizer.bin")
+
+def _load_full_state(ckpt:Path, model, opt, main:bool):
+    "Load a whole model and optimizer into their shards: the main process reads, then broadcasts."
+    weights, moments = {}, {}
+    if main:
+        weights = load_file(str(ckpt / "model.safetensors"))
+        weights.update({k: weights[v] for k, v in _aliases(model).items()})
+        moments = torch.load(ckpt / "optimizer.bin", weights_only=True)
+    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, weights, options=opts)
+    set_optimizer_state_dict(model, opt, moments, options=opts)
 
 # %% ../nbs/05_trainer.ipynb #90f156ff
 def micro_batch_size(cfg:TrainConfig,  # the run's settings (batch_tokens or batch_size)
@@ -229,20 +273,19 @@ def _accelerator(cfg:TrainConfig) -> Accelerator:
         # accelerate keeps its state per process; a second fit in the same session (a notebook) may change amp,
         # so a single-process run starts from fresh state (distributed runs keep theirs)
         AcceleratorState._reset_state(); GradientState._reset_state()
-    plugin = None
-    if cfg.fsdp:
-        from accelerate.utils import FullyShardedDataParallelPlugin
-        plugin = FullyShardedDataParallelPlugin()
     # cpu=True where there is no GPU: then a torchrun / accelerate launch of several processes becomes MULTI_CPU data
     # parallelism over gloo (accelerate otherwise treats each process as a lone one)
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.amp, log_with=cfg.log_with,
-                      project_dir=cfg.output_dir, fsdp_plugin=plugin,
-                      dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+                      project_dir=cfg.output_dir,
+                      dataloader_config=DataLoaderConfiguration(
+                          use_seedable_sampler=True, data_seed=cfg.seed,
+                          non_blocking=torch.cuda.is_available()),
                       kwargs_handlers=[InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=dist_timeout()))])
     if cfg.ddp == "no" and acc.num_processes > 1: raise ValueError(f"ddp='no' but accelerate launched {acc.num_processes} processes")
-    if cfg.fsdp and acc.distributed_type != DistributedType.FSDP:   # accelerate would otherwise drop the plugin silently
-        raise ValueError(f"fsdp=True, but this run is {acc.distributed_type.value} with {acc.num_processes} process(es): FSDP needs GPUs; "
-                         "launch on several with `accelerate launch --use_fsdp --num_processes N ...`")
+    if cfg.fsdp and acc.num_processes < 2:   # sharding over one process would only add copies
+        raise ValueError("fsdp=True, but this run has 1 process: FSDP shards the model over the "
+                         "processes of a run; launch several (`accelerate launch --num_processes N "
+                         "...` or torchrun) or set fsdp=False")
     return acc
 
 DIST_TIMEOUT_S = 600   # default of how long a collective waits for a lost process; PSANN_LM_DIST_TIMEOUT sets it
@@ -255,6 +298,24 @@ def dist_timeout() -> float:
     except ValueError: seconds = float("nan")
     if not (math.isfinite(seconds) and seconds > 0): raise ValueError(f"PSANN_LM_DIST_TIMEOUT must be a number of seconds > 0, got {text!r}")
     return seconds
+
+# %% ../nbs/05_trainer.ipynb #d6a65f4a
+def adamw_kwargs(device, # where the parameters live
+                ) -> dict:
+    "AdamW's implementation for `device`: one fused kernel on CUDA, the plain loop elsewhere."
+    if torch.device(device).type == "cuda": return dict(fused=True)
+    return dict(fused=False, foreach=False)
+
+# %% ../nbs/05_trainer.ipynb #d9ed2992
+def allow_tf32(enabled:bool, # whether float32 matmuls and convolutions may use TF32
+               device,       # the run's device: only CUDA is affected
+              ) -> bool:
+    "Let CUDA float32 matmuls and convolutions use TF32 if `enabled`; whether TF32 is on."
+    if torch.device(device).type != "cuda": return False
+    precision = "tf32" if enabled else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
+    return enabled
 
 # %% ../nbs/05_trainer.ipynb #3ec1b7a3
 def step_memory(config,                  # a `ModelConfig` (the model need not exist yet)
@@ -293,9 +354,31 @@ def check_step_memory(config,                  # a `ModelConfig`
         f"(logits, activations, weights and optimizer state) but {device} has {have / 2**30:,.1f} GiB; "
         "lower max_length (the data's windows) or batch_size/batch_tokens, or train on a larger device")
 
+# %% ../nbs/05_trainer.ipynb #3272ed33
+def fsdp_shard(model:torch.nn.Module, # a DecoderLM (its blocks are in `.blocks`); left unchanged
+               device,                # where the shards live
+              ) -> torch.nn.Module:
+    "A copy of `model` on `device`, sharded with FSDP2 over processes: each block, then the root."
+    shard = copy.deepcopy(model).to(device)
+    for block in getattr(shard, "blocks", []): fully_shard(block)
+    return fully_shard(shard)
+
 # %% ../nbs/05_trainer.ipynb #373f1fee
+def _lockstep(batches, dataset, processes:int):
+    "`batches`, then target-free ones, as many as the largest shard has (FSDP forwards gather)."
+    largest = math.ceil(len(dataset) / processes)   # the first process's shard
+    n = math.ceil(largest / batches.batch_size)
+    blank = next(iter(DataLoader(Subset(dataset, [0]), batch_size=1)))
+    blank["labels"] = torch.full_like(blank["labels"], -100)
+    return itertools.islice(itertools.chain(batches, itertools.repeat(blank)), n)
+
+def _enough(count, max_tokens:int, acc:Accelerator, agreed:bool) -> bool:
+    "Whether `max_tokens` are scored: estimated here, or counted over all processes if they must agree."
+    if agreed: return bool(acc.reduce(count, "sum") >= max_tokens)
+    return bool(count * acc.num_processes >= max_tokens)
+
 @torch.no_grad()
-def evaluate(model,                        # the network (prepared by accelerate or not)
+def evaluate(model,                        # the network: plain, prepared by accelerate, or sharded
              dataset,                      # a map-style dataset of windows (a psannLMDataPrep's .dataset or .val_dataset)
              acc:Accelerator|None=None,    # the run's accelerator; None = a fresh single-process one
              batch_size:int=8,             # windows per forward pass, per process
@@ -303,19 +386,22 @@ def evaluate(model,                        # the network (prepared by accelerate
             ) -> dict:
     "Mean next-token loss (over target tokens), perplexity and token count of `model` on `dataset`."
     acc = acc or Accelerator(cpu=not torch.cuda.is_available())
-    if acc.distributed_type != DistributedType.FSDP:   # DDP's forward would wait for the other processes at every batch,
-        model = acc.unwrap_model(model)                 # and their shards may hold different numbers of batches
+    sharded = isinstance(getattr(model, "_orig_mod", model), FSDPModule)
+    sharded = sharded or acc.distributed_type == DistributedType.FSDP
+    if not sharded: model = acc.unwrap_model(model)   # DDP's forward would wait for the others
     shard = Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))   # disjoint, no padding of the last batch
+    batches = DataLoader(shard, batch_size=batch_size)
+    if sharded: batches = _lockstep(batches, dataset, acc.num_processes)
     was_training = model.training; model.eval()
     loss_sum, count = (torch.zeros((), dtype=torch.float64, device=acc.device) for _ in range(2))
-    for batch in DataLoader(shard, batch_size=batch_size):
+    for batch in batches:
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         with acc.autocast():   # num_items_in_batch=1: the summed loss, 0 for a batch without targets
             out = model(batch["input_ids"], labels=batch["labels"], attention_mask=batch.get("attention_mask"),
                         document_ids=batch.get("document_ids"), num_items_in_batch=1)
         loss_sum += out.loss.double()
         count += count_targets(batch["labels"])
-        if max_tokens is not None and count * acc.num_processes >= max_tokens: break
+        if max_tokens is not None and _enough(count, max_tokens, acc, sharded): break
     loss_sum, count = acc.reduce(loss_sum, "sum"), acc.reduce(count, "sum")
     model.train(was_training)
     if count == 0: raise ValueError("the evaluation set holds no target tokens (every label is -100); nothing to score")
@@ -358,24 +444,39 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
         masked = "document_ids" in dataset[0] or "attention_mask" in dataset[0]
         check_step_memory(net.config, bs, max_length, acc.device, masked, sum(p.numel() for p in net.parameters()))
     set_seed(cfg.seed)
+    allow_tf32(cfg.tf32, acc.device)
     if cfg.grad_checkpoint and hasattr(net, "config"): net.config.grad_checkpoint = True
-    dl = DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=cfg.num_workers, drop_last=False)
-    groups = net.param_groups(cfg.weight_decay) if hasattr(net, "param_groups") else model.parameters()
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=False, foreach=False)
-    if cfg.compile: model = torch.compile(model)
-    model, opt, dl = acc.prepare(model, opt, dl)
+    cuda = acc.device.type == "cuda"
+    dl = DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=cfg.num_workers,
+                    drop_last=False, pin_memory=cuda)
+    shard = fsdp_shard(net, acc.device) if cfg.fsdp else None
+    if shard is not None: model = shard
+    owner = net if shard is None else shard
+    decays = hasattr(owner, "param_groups")
+    groups = owner.param_groups(cfg.weight_decay) if decays else model.parameters()
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **adamw_kwargs(acc.device))
+    if cfg.compile: model = torch.compile(model, fullgraph=True)   # one graph: a break would be a bug (tests/test_compile.py)
+    if shard is None: model, opt, dl = acc.prepare(model, opt, dl)
+    else: dl = acc.prepare(dl)   # FSDP2 shards the model: accelerate must not wrap or save it
     state = TrainState()
     acc.register_for_checkpointing(state)
     if resume_from is not None: acc.load_state(str(resume_from))
+    if resume_from is not None and shard is not None:
+        _load_full_state(resume_from, shard, opt, acc.is_main_process)
     per_epoch = math.ceil(len(dl) / cfg.grad_accum_steps)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(2000, max(1, round(0.05 * total)))
     min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10
-    run = _Run(acc, cfg, net, state, total, max_length, bs, resume_from)
-    try: return run.loop(model, opt, dl, val, lambda s: lr_at(s, total, cfg.lr, min_lr, warmup), stop_at_step)
+    run = _Run(acc, cfg, net, state, total, max_length, bs, resume_from, shard)
+    lr_fn = lambda s: lr_at(s, total, cfg.lr, min_lr, warmup)
+    try: res = run.loop(model, opt, dl, val, lr_fn, stop_at_step)
     except RuntimeError as e:
         if not _lost_contact(acc, e): raise
         raise run.lost(e) from e
+    if shard is not None:   # the caller's model gets the trained weights, whole, on every process
+        whole = get_model_state_dict(shard, options=StateDictOptions(full_state_dict=True))
+        net.to(acc.device).load_state_dict(whole)
+    return res
 
 # %% ../nbs/05_trainer.ipynb #4569d7b7
 def _keep_metrics_until(path:Path, step:int):
@@ -391,8 +492,10 @@ def _keep_metrics_until(path:Path, step:int):
     tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, path)
 
 class _Run:
-    def __init__(self, acc, cfg, net, state, total, max_length, bs, resume_from):
+    def __init__(self, acc, cfg, net, state, total, max_length, bs, resume_from, shard=None):
         self.acc, self.cfg, self.net, self.state, self.total, self.L, self.bs = acc, cfg, net, state, total, max_length, bs
+        self.shard, self.last_loss = shard, None
+        self.pending = []   # (loss, tokens) of the steps not yet brought to the host
         self.out = Path(cfg.output_dir) if cfg.output_dir else None
         self.flops = net.flops_per_token(max_length) if hasattr(net, "flops_per_token") else None
         dtype = "bfloat16" if cfg.amp == "bf16" else "float16" if cfg.amp == "fp16" else "float32"
@@ -438,8 +541,8 @@ def loop(self, model, opt, dl, val, lr_fn, stop_at_step):
     while st.step < self.total and st.step != stop_at_step:
         for group in self.step_groups(dl):
             for g in opt.param_groups: g["lr"] = lr_fn(st.step)
-            loss, norm = self.optimizer_step(model, opt, group)
-            self.after_step(loss, norm)
+            norm = self.optimizer_step(model, opt, group)
+            self.after_step(norm)
             if st.step >= self.total or st.step == stop_at_step: break
         if st.batch_in_epoch >= len(dl):   # the epoch ran out
             st.epoch, st.batch_in_epoch = st.epoch + 1, 0
@@ -458,47 +561,80 @@ def step_groups(self, dl):
 
 # %% ../nbs/05_trainer.ipynb #693ea869
 @patch_to(_Run)
-def optimizer_step(self, model, opt, group:list) -> tuple:
-    "One step over `group`'s micro-batches; returns the step's token-mean loss (all processes) and gradient norm."
+def optimizer_step(self, model, opt, group:list):
+    "One step over `group`'s micro-batches; its gradient norm (loss, tokens wait in `pending`)."
     acc, cfg, st = self.acc, self.cfg, self.state
-    # 1. the step's target tokens, over every micro-batch and process: one all-reduce
+    # 1. the step's target tokens, over all micro-batches and processes: one all-reduce, no wait
     n = acc.reduce(sum(count_targets(b["labels"]) for b in group), "sum")
     loss = torch.zeros((), device=acc.device)
     for i, b in enumerate(group):
-        # 2. each micro-batch: its summed token loss / n; gradients are all-reduced only after the last one
-        with contextlib.nullcontext() if i == len(group) - 1 else acc.no_sync(model):
+        # 2. each micro-batch: its summed token loss / n; gradients reduced after the last one
+        with self.micro_batch(model, last=i == len(group) - 1):
             out = model(b["input_ids"], labels=b["labels"], attention_mask=b.get("attention_mask"),
                         document_ids=b.get("document_ids"), num_items_in_batch=n.clamp_min(1))
             acc.backward(out.loss * acc.num_processes)   # undo data parallelism's mean over processes
         loss += out.loss.detach()
     # 3. clip, check, step
-    norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-    loss = acc.reduce(loss, "sum")
-    # a non-finite gradient would poison the weights (fp16's scaler skips such steps itself)
-    if cfg.amp != "fp16" and not math.isfinite(norm): self.stop_nonfinite_grad(norm, loss, st.step + 1)
+    norm = self.clip(model)
+    # a non-finite gradient would poison the weights (fp16's scaler skips such steps): one wait
+    if cfg.amp != "fp16" and not torch.isfinite(norm):
+        self.stop_nonfinite_grad(norm, acc.reduce(loss, "sum"), st.step + 1)
     opt.step()
     opt.zero_grad(set_to_none=True)
     st.batch_in_epoch += len(group)
-    st.tokens += int(n)
-    return loss, norm
+    self.pending.append((loss, n))
+    return norm
+
+# %% ../nbs/05_trainer.ipynb #4e924f81
+@patch_to(_Run)
+@contextlib.contextmanager
+def micro_batch(self, model, last:bool):
+    "One micro-batch's forward and backward: gradients reduced across processes only when `last`."
+    if self.shard is None:   # DDP or one process: accelerate prepared the model
+        with contextlib.nullcontext() if last else self.acc.no_sync(model): yield
+        return
+    self.shard.set_requires_gradient_sync(last)   # FSDP2: reduce-scatter after the last one
+    with self.acc.autocast(): yield               # accelerate did not wrap this model's forward
+
+@patch_to(_Run)
+def clip(self, model):
+    "Clip the gradients to `grad_clip` (None: not clipped); their global norm, on the device."
+    limit = self.cfg.grad_clip or float("inf")
+    if self.shard is None: return self.acc.clip_grad_norm_(model.parameters(), limit)
+    norm = torch.nn.utils.clip_grad_norm_(self.shard.parameters(), limit)
+    return norm.full_tensor() if isinstance(norm, DTensor) else norm   # the norm over every shard
 
 # %% ../nbs/05_trainer.ipynb #bc87ba33
 @patch_to(_Run)
-def after_step(self, loss, norm):
-    acc, cfg, st = self.acc, self.cfg, self.state
+def after_step(self, norm):
+    cfg, st = self.cfg, self.state
     st.step += 1
-    loss = loss.item()
-    if not math.isfinite(loss): self.stop_nonfinite("training loss", loss, st.step)
     self.bar.update(1)
-    self.bar.set_postfix(loss=f"{loss:.3f}")
-    if st.step % cfg.log_interval == 0 or st.step == self.total: self.log(loss, norm)
+    if st.step % cfg.log_interval == 0 or st.step == self.total: self.log(norm)
+    elif len(self.pending) >= 1000: self.flush()   # a long log interval: bound the waiting steps
     if cfg.eval_interval and st.step % cfg.eval_interval == 0 and self.val is not None: self.evaluate(self.model, self.val)
     if cfg.save_interval and st.step % cfg.save_interval == 0: self.save()
 
 @patch_to(_Run)
-def log(self, loss:float, norm):
+def flush(self) -> float|None:
+    "Bring the waiting steps to the host (one all-reduce, one wait): count tokens, check losses."
+    if not self.pending: return self.last_loss
+    losses, counts = (torch.stack(t) for t in zip(*self.pending))
+    first, self.pending = self.state.step - len(losses) + 1, []
+    values = torch.cat([self.acc.reduce(losses, "sum").double(), counts.sum().double()[None]])
+    *losses, tokens = values.tolist()
+    self.state.tokens += int(tokens)
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss): self.stop_nonfinite("training loss", loss, first + i)
+    self.last_loss = losses[-1]
+    return self.last_loss
+
+@patch_to(_Run)
+def log(self, norm):
     "Record a training step: tokens/s over the time spent training since the last record (evaluation and saving left out)."
+    loss = self.flush()   # first: the clock then counts the device's work too
     st, now = self.state, time.perf_counter()
+    self.bar.set_postfix(loss=f"{loss:.3f}")
     train_s = max(now - self.t_log - self.paused, 1e-9)
     tps = (st.tokens - self.tokens_at_log) / train_s                  # all processes
     per_device = tps / self.acc.num_processes
@@ -514,6 +650,7 @@ def lr_now(self): return self.opt.param_groups[0]["lr"]
 # %% ../nbs/05_trainer.ipynb #84dbcb13
 @patch_to(_Run)
 def evaluate(self, model, val):
+    self.flush()
     t = time.perf_counter()
     res = evaluate(model, val, self.acc, self.bs, self.cfg.eval_tokens)
     eval_s = time.perf_counter() - t
@@ -526,13 +663,16 @@ def evaluate(self, model, val):
 @patch_to(_Run)
 def save(self):
     "Write a checkpoint of this step; its time does not count as training time."
+    self.flush()   # the exact token count, and no checkpoint after a non-finite loss
     t = time.perf_counter()
-    _save_checkpoint(self.acc, self.cfg, self.state)
+    sharded = None if self.shard is None else (self.shard, self.opt)
+    _save_checkpoint(self.acc, self.cfg, self.state, sharded)
     self.saved_at = self.state.step
     self.paused += time.perf_counter() - t
 
 @patch_to(_Run)
 def finish(self, model, val, final:bool) -> dict:
+    self.flush()
     if final and val is not None and (self.last_eval is None or self.history[-1].get("val_loss") is None): self.evaluate(model, val)
     if self.out and self.saved_at != self.state.step: self.save()   # not twice for one step
     self.bar.close()

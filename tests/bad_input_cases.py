@@ -216,6 +216,7 @@ CASES = [
     Case("fit-lr", "a negative learning rate", _fit(lr=-1, max_steps=1), ValueError, r"lr must be a number > 0, got -1"),
     Case("fit-unknown-setting", "a misspelt training setting", _fit(learning_rate=1e-3), TypeError, r"unexpected keyword argument\(s\) \['learning_rate'\]"),
     Case("fit-amp", "an unknown precision", _fit(amp="fp8"), ValueError, r"amp must be one of .*got 'fp8'"),
+    Case("fit-fsdp-fp16", "FSDP with fp16's loss scaler", _fit(fsdp=True, amp="fp16"), ValueError, r"fsdp=True with amp='fp16' is not supported.*use amp='bf16'"),
     Case("fit-max_steps", "zero steps", _fit(max_steps=0), ValueError, r"max_steps must be a positive int or None, got 0"),
     Case("fit-betas", "an AdamW beta of 1.5", _fit(betas=(0.9, 1.5)), ValueError, r"betas must be two numbers in \[0, 1\), got \(0\.9, 1\.5\)"),
     Case("fit-not-data", "a string instead of prepared data", _fit(data="some text"), TypeError, r"fit\(\) needs a psannLMDataPrep .*got str"),

@@ -46,3 +46,21 @@ def test_compiled_decoding_step_matches_eager(base):
             want, got = net(ids[:, t:t + 1], cache=c_eager).logits, step(ids[:, t:t + 1], c_compiled)
             assert max_diff([want], [got]) <= TOL, t
     assert c_compiled.length == c_eager.length == 11
+
+
+def test_fit_with_compile_trains_waveresnet_as_eager(tmp_path):
+    "TrainConfig.compile=True through the public API: WaveResNet's fused conv branch and the sine in one graph, same losses."
+    import warnings
+    from psann_lm import psannLM, psannLMDataPrep
+    from psann_lm.dataprep import default_corpus
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = psannLMDataPrep(default_corpus()[:4], vocab_size=300, max_length=16, cache_dir=tmp_path, progress=False)
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        m = psannLM(base="waveresnet", d_model=16, n_layers=1, n_heads=2)
+        m.fit(data, compile=compiled, max_steps=3, log_interval=1, batch_size=4, progress=False, peak_flops=1e12)
+        losses[compiled] = [r["loss"] for r in m.last_fit["history"] if "loss" in r]
+    assert len(losses[True]) == 3
+    assert max(abs(a - b) for a, b in zip(losses[False], losses[True])) <= TOL

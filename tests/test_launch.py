@@ -34,14 +34,13 @@ RUN = [
 ]
 # Documented, but not runnable here as written: why.
 NOT_RUN = {
-    "accelerate launch --config_file fsdp.yaml -m psann_lm.cli --config run.yaml train.fsdp=true":
-        "FSDP needs GPUs; on a CPU the run is refused before any step (tests/test_fit_settings.py)",
+    "accelerate launch --config_file ddp.yaml -m psann_lm.cli --config run.yaml train.fsdp=true":
+        "four processes sharding a model: on two CPU processes FSDP is run by tests/test_fsdp.py",
     "accelerate launch --multi_gpu --num_machines 2 --machine_rank 0 --main_process_ip 10.0.0.1 "
     "--main_process_port 29500 --num_processes 16 -m psann_lm.cli --config run.yaml":
         "needs two machines, the first at 10.0.0.1",
     "accelerate launch --config_file ddp.yaml train.py":
         "launches the user's own script, not psann_lm's",
-    "accelerate launch --use_fsdp ...": "a fragment naming FSDP's flag; FSDP needs GPUs",
 }
 
 RUN_YAML = """\

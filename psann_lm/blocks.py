@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .sine import SineActivation, SineConfig
-from .conv_kernels import conv_sine_step
+from .conv_kernels import conv_branch, conv_sine_step
 
 # %% auto #0
 __all__ = ['MLP_ACTIVATIONS', 'RMSNorm', 'RotaryEmbedding', 'apply_rotary', 'alibi_slopes', 'sinusoidal_table',
@@ -137,7 +137,7 @@ def attention_context(batch:int,                             # B, rows of the ba
     ctx = AttentionContext(position_ids=pos, rope=rope(pos) if rope is not None else None,
                            token_mask=None if valid is None else valid[:, past:], document_ids=document_ids)
     if valid is None and alibi is None and document_ids is None and (past == 0 or new == 1):
-        ctx.is_causal = past == 0 and new > 1   # one new token may see everything cached
+        ctx.is_causal = True if new > 1 and past == 0 else False   # a branch, so a plain bool even for symbolic T under compile
         return ctx
     q_idx = torch.arange(past, total, device=key_pos.device)[:, None]
     allowed = torch.arange(total, device=key_pos.device)[None, :] <= q_idx          # (T, S) causal
@@ -289,15 +289,28 @@ class TemporalConv(nn.Module):
                 cache:LayerCache|None=None,   # holds the last (k−1)·δ normalised inputs while decoding
                ) -> torch.Tensor:
         "proj(sine(causal dilated depthwise conv(norm(x)))): the branch's output, (B, T, d_model)."
-        if cache is not None and cache.conv is not None and x.shape[1] == 1 and ctx.token_mask is None and ctx.document_ids is None:
-            y = conv_sine_step(x, self.norm.weight, self.norm.eps, cache.conv, self.weight, self.dilation, self.act)   # decoding: one kernel call
-            if y is not None: return self.proj(y)
+        past = cache.conv if cache is not None else None
+        if past is not None and x.shape[1] == 1 and ctx.token_mask is None and ctx.document_ids is None:
+            y = conv_sine_step(x, self.norm.weight, self.norm.eps, past, self.weight, self.dilation, self.act)
+            if y is not None: return self.proj(y)   # decoding: one op call
+        if past is None and self.act.config.feature_dim in (-1, 2):   # training and a first prefill: one op each way
+            y = conv_branch(x, self.norm.weight, self.norm.eps, self.weight, self.dilation, self.act,
+                            ctx.token_mask, ctx.document_ids)
+            if cache is not None: cache.conv = self._state(x, ctx.token_mask)
+            return self.proj(y)
         h = self.norm(x)
         if ctx.token_mask is not None: h = h * ctx.token_mask[..., None].to(h.dtype)
         past = cache.conv if cache is not None and cache.conv is not None else h.new_zeros(h.shape[0], self.context, h.shape[2])
         seq = torch.cat([past.to(h.dtype), h], dim=1)                       # (B, P + T, d)
         if cache is not None: cache.conv = seq[:, seq.shape[1] - self.context:].contiguous()   # its own buffer: decoding shifts it in place
         return self.proj(self.act(self._taps(seq, h.shape[1], ctx.document_ids)))
+
+    def _state(self, x:torch.Tensor, mask:torch.Tensor|None) -> torch.Tensor:
+        "The decoding state after x: its last (k−1)·δ normalised, masked rows, zeros before its start."
+        start = max(x.shape[1] - self.context, 0)
+        h = self.norm(x[:, start:])
+        if mask is not None: h = h * mask[:, start:, None].to(h.dtype)
+        return F.pad(h, (0, 0, self.context - h.shape[1], 0)).contiguous()
 
     def _taps(self, seq:torch.Tensor, T:int, doc:torch.Tensor|None) -> torch.Tensor:
         "y_t = Σ_i w_i ⊙ seq[t + i·δ] over the left-padded sequence (a depthwise dilated conv); with `doc`, taps into earlier documents are dropped."

@@ -4,20 +4,23 @@
 
 # %% ../nbs/00b_conv_kernels.ipynb #d17bc247
 from __future__ import annotations
-import ctypes
+import ctypes, functools
 
 import torch
 import torch.nn.functional as F
 
-from .sine import DECAY_MODES, SineActivation, sine_formula
-from .kernels import kernel_choice, load_library
+from .sine import DECAY_MODES, SineActivation, sine_backward_formula, sine_formula
+from .kernels import kernel_choice, library_error, load_library, sine_backend
 
 # %% auto #0
-__all__ = ['CONV_SIGNATURES', 'conv_sine_step']
+__all__ = ['CONV_SIGNATURES', 'conv_sine_step', 'conv_backend', 'conv_branch']
 
 # %% ../nbs/00b_conv_kernels.ipynb #0fbbcd4b
-_P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-CONV_SIGNATURES = {"psann_conv_sine_step_f32": [_P, _P, ctypes.c_float] + [_P] * 6 + [_I64] * 4 + [_I]}
+_P, _I64, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+CONV_SIGNATURES = {"psann_conv_sine_step_f32": [_P, _P, _F] + [_P] * 6 + [_I64] * 4 + [_I]}
+for _s in ("f32", "bf16"):
+    CONV_SIGNATURES[f"psann_conv_branch_fwd_{_s}"] = [_P] * 10 + [_F] + [_I64] * 5 + [_I, _I]
+    CONV_SIGNATURES[f"psann_conv_branch_bwd_{_s}"] = [_P] * 14 + [_I64] * 5 + [_I, _I]
 
 def _conv_lib(): return load_library("conv_sine", ["conv_sine.cpp"], CONV_SIGNATURES)
 
@@ -31,17 +34,17 @@ def _conv_step_torch(x, gain, eps:float, state, weight, A, f, d, dilation:int, m
 
 @torch.library.custom_op("psann_lm::conv_sine_step", mutates_args=("state",))
 def _conv_step_op(x:torch.Tensor, gain:torch.Tensor, eps:float, state:torch.Tensor, weight:torch.Tensor,
-                  A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, dilation:int, mode:int) -> torch.Tensor:
+                  A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, dilation:int, decay:int) -> torch.Tensor:
     lib = _conv_lib() if kernel_choice() != "torch" and x.device.type == "cpu" else None
-    if lib is None: return _conv_step_torch(x, gain, eps, state, weight, A, f, d, dilation, mode)
+    if lib is None: return _conv_step_torch(x, gain, eps, state, weight, A, f, d, dilation, decay)
     B, _, n = x.shape
     y = torch.empty_like(x)
     lib.psann_conv_sine_step_f32(x.data_ptr(), gain.data_ptr(), eps, state.data_ptr(), weight.data_ptr(), A.data_ptr(),
-                                 f.data_ptr(), d.data_ptr(), y.data_ptr(), B, n, weight.shape[-1], dilation, mode)
+                                 f.data_ptr(), d.data_ptr(), y.data_ptr(), B, n, weight.shape[-1], dilation, decay)
     return y
 
 @_conv_step_op.register_fake
-def _(x, gain, eps, state, weight, A, f, d, dilation, mode): return torch.empty_like(x)
+def _(x, gain, eps, state, weight, A, f, d, dilation, decay): return torch.empty_like(x)
 
 # %% ../nbs/00b_conv_kernels.ipynb #fb36e41a
 def conv_sine_step(x:torch.Tensor,       # (B, 1, n) float32: the new row of each sequence, before the norm
@@ -63,3 +66,364 @@ def conv_sine_step(x:torch.Tensor,       # (B, 1, n) float32: the new row of eac
     A, f, d = frozen if frozen is not None else (v.float().contiguous() for v in (act.amplitude, act.frequency, act.damping))
     mode = DECAY_MODES.index(act.config.decay_mode)
     return torch.ops.psann_lm.conv_sine_step(x, gain, eps, state, weight, A, f, d, dilation, mode)
+
+# %% ../nbs/00b_conv_kernels.ipynb #08720f9d
+def conv_backend(x:torch.Tensor, # the branch's input, (B, T, n)
+                ) -> str:
+    "Which implementation the conv-branch op runs on `x`: 'cpp', 'triton' or 'torch' (as `sine_backend`)."
+    backend = sine_backend(x)
+    if backend != "cpp" or _conv_lib() is not None: return backend
+    if kernel_choice() == "cpp":
+        raise RuntimeError(f"PSANN_SINE_KERNEL='cpp' but the conv kernel is unavailable: {library_error('conv_sine')}")
+    return "torch"
+
+# %% ../nbs/00b_conv_kernels.ipynb #aabaf771
+def _tap(h:torch.Tensor, lag:int, doc:torch.Tensor|None, back:bool=False) -> torch.Tensor:
+    "Row t of the result is row t − lag of h (t + lag if `back`); zero off the sequence or its document."
+    T = h.shape[1]
+    if lag >= T: return torch.zeros_like(h)
+    out = F.pad(h, (0, 0, 0, lag))[:, lag:] if back else F.pad(h, (0, 0, lag, 0))[:, :T]
+    if doc is None: return out
+    same = (doc[:, lag:] == doc[:, :T - lag]).to(h.dtype)
+    return out * F.pad(same, (0, lag) if back else (lag, 0))[..., None]
+
+# %% ../nbs/00b_conv_kernels.ipynb #a6b3b0e7
+def _branch_parts(x, rinv, gain, weight, mask, doc, dilation:int):
+    "x̂ = x·rinv, h = x̂·gain·mask, the lags, and y = Σ_i w_i ⊙ tap_i(h) (float32 or wider)."
+    ct = torch.promote_types(x.dtype, torch.float32)
+    xh = x.to(ct) * rinv[..., None].to(ct)
+    m = torch.ones_like(rinv, dtype=ct) if mask is None else mask.to(ct)
+    h = xh * gain.to(ct) * m[..., None]
+    k = weight.shape[-1]
+    lags = [(k - 1 - i) * dilation for i in range(k)]
+    y = sum(weight[:, 0, i].to(ct) * _tap(h, lag, doc) for i, lag in enumerate(lags))
+    return xh, m[..., None], h, lags, y
+
+def _branch_torch(x, gain, weight, A, f, d, mask, doc, eps:float, dilation:int, mode:int):
+    "The branch in torch operations (the reference, and the path off CPU and CUDA): (out, rinv)."
+    ct = torch.promote_types(x.dtype, torch.float32)
+    rinv = torch.rsqrt(x.to(ct).pow(2).mean(-1) + eps)
+    y = _branch_parts(x, rinv, gain, weight, mask, doc, dilation)[-1]
+    return sine_formula(y, A, f, d, DECAY_MODES[mode]).to(x.dtype), rinv
+
+# %% ../nbs/00b_conv_kernels.ipynb #252b0326
+def _branch_backward_torch(grad, x, rinv, gain, weight, A, f, d, mask, doc, dilation:int,
+                           mode:int):
+    "∂L/∂(x, gain, weight, A, f, d) of `_branch_torch`, from x and rinv, with torch operations."
+    xh, m, h, lags, y = _branch_parts(x, rinv, gain, weight, mask, doc, dilation)
+    dy, dA, df, dd = sine_backward_formula(grad.to(y.dtype), y, A, f, d, DECAY_MODES[mode])
+    dw = torch.stack([(dy * _tap(h, lag, doc)).sum((0, 1)) for lag in lags], -1)[:, None]
+    w = weight[:, 0].to(y.dtype)
+    dh = sum(w[:, i] * _tap(dy, lag, doc, back=True) for i, lag in enumerate(lags))
+    dxh = dh * gain.to(y.dtype) * m
+    dx = rinv[..., None] * (dxh - xh * (dxh * xh).mean(-1, keepdim=True))
+    dgain = (dh * xh * m).sum((0, 1))
+    return [dx.to(x.dtype)] + [g.to(y.dtype) for g in (dgain, dw, dA, df, dd)]
+
+# %% ../nbs/00b_conv_kernels.ipynb #dc542e33
+_CPP_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+def _f32(v:torch.Tensor) -> torch.Tensor: return v.detach().to(torch.float32).contiguous()
+
+def _ptr(t:torch.Tensor|None): return None if t is None else t.data_ptr()
+
+def _threads(numel:int) -> int: return 1 if numel < 1 << 16 else torch.get_num_threads()
+
+def _cpp_branch(x, gain, wt, A, f, d, mask, doc, eps:float, dilation:int, mode:int):
+    "(out, rinv) by the C++ kernel; wt is the float32 (k, n) filter bank."
+    B, T, n = x.shape
+    out, rinv = torch.empty_like(x), torch.empty(B, T, dtype=torch.float32)
+    fn = getattr(_conv_lib(), f"psann_conv_branch_fwd_{_CPP_DTYPES[x.dtype]}")
+    ptrs = [t.data_ptr() for t in (x, gain, wt, A, f, d)] + [_ptr(mask), _ptr(doc)]
+    fn(*ptrs, out.data_ptr(), rinv.data_ptr(), eps, B * T, T, n, wt.shape[0], dilation, mode,
+       _threads(x.numel()))
+    return out, rinv
+
+# %% ../nbs/00b_conv_kernels.ipynb #6b5b2a05
+def _cpp_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dilation:int, mode:int):
+    "(dx, dgain, dwt, ΣP, ΣQ·y, ΣP·u) by the C++ kernel; per-thread float64 sums, added in order."
+    B, T, n = x.shape
+    k, nt = wt.shape[0], _threads(x.numel())
+    dx, dy = torch.empty_like(x), torch.empty(B, T, n, dtype=torch.float32)
+    acc = torch.zeros(nt, 3 + k, n, dtype=torch.float64)
+    gacc = torch.zeros(nt, n, dtype=torch.float64)
+    fn = getattr(_conv_lib(), f"psann_conv_branch_bwd_{_CPP_DTYPES[x.dtype]}")
+    ptrs = [t.data_ptr() for t in (g, x, rinv, gain, wt, A, f, d)] + [_ptr(mask), _ptr(doc)]
+    ptrs += [t.data_ptr() for t in (dx, dy, acc, gacc)]
+    fn(*ptrs, B * T, T, n, k, dilation, mode, nt)
+    s = acc.sum(0).to(torch.float32)
+    return dx, gacc.sum(0).to(torch.float32), s[3:], s[0], s[1], s[2]
+
+# %% ../nbs/00b_conv_kernels.ipynb #c45f9e89
+def _pow2(x:int) -> int: return 1 << max(int(x) - 1, 0).bit_length()
+
+@functools.cache
+def _triton_conv_kernels(interpret:bool):
+    "The branch's Triton kernels, built once per interpreter setting (run in module globals)."
+    global triton, tl, _envelope, _conv_rows
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _envelope(v, MODE: tl.constexpr):
+        if MODE == 0: u = tl.abs(v)
+        elif MODE == 1: u = tl.maximum(v, 0.0)
+        else: u = tl.zeros_like(v)
+        return u
+
+    @triton.jit
+    def _conv_rows(x_ptr, rinv_ptr, gain_ptr, w_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n,
+                   DIL: tl.constexpr, K: tl.constexpr, HAS_MASK: tl.constexpr,
+                   HAS_DOC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+        t = r % T
+        y = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
+        if HAS_DOC: mine = tl.load(doc_ptr + r, mask=rm, other=0)
+        for i in tl.static_range(K):
+            s = r - (K - 1 - i) * DIL
+            ok = rm & (t >= (K - 1 - i) * DIL)
+            if HAS_DOC: ok = ok & (tl.load(doc_ptr + s, mask=ok, other=0) == mine)
+            inv = tl.load(rinv_ptr + s, mask=ok, other=0.0)
+            if HAS_MASK: inv = inv * tl.load(mask_ptr + s, mask=ok, other=0.0)
+            src = x_ptr + s[:, None] * n + c[None, :]
+            xs = tl.load(src, mask=ok[:, None] & cm[None, :], other=0.0)
+            w = tl.load(w_ptr + i * n + c, mask=cm, other=0.0)
+            y += w[None, :] * (xs.to(tl.float32) * inv[:, None])
+        return y * tl.load(gain_ptr + c, mask=cm, other=0.0)[None, :]
+
+    @triton.jit
+    def _rinv_kernel(x_ptr, rinv_ptr, rows, n, eps, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+        r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        c = tl.arange(0, BLOCK_N)
+        m = (r[:, None] < rows) & (c[None, :] < n)
+        x = tl.load(x_ptr + r[:, None] * n + c[None, :], mask=m, other=0.0).to(tl.float32)
+        tl.store(rinv_ptr + r, 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / n + eps), mask=r < rows)
+
+    @triton.jit
+    def _conv_fwd_kernel(x_ptr, rinv_ptr, gain_ptr, w_ptr, A_ptr, f_ptr, d_ptr, mask_ptr, doc_ptr,
+                         out_ptr, rows, T, n, DIL: tl.constexpr, K: tl.constexpr,
+                         MODE: tl.constexpr,
+                         HAS_MASK: tl.constexpr, HAS_DOC: tl.constexpr, BLOCK_R: tl.constexpr,
+                         BLOCK_N: tl.constexpr):
+        r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        c = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        rm, cm = r < rows, c < n
+        y = _conv_rows(x_ptr, rinv_ptr, gain_ptr, w_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n,
+                       DIL, K, HAS_MASK, HAS_DOC, BLOCK_R, BLOCK_N)
+        A = tl.load(A_ptr + c, mask=cm, other=0.0)[None, :]
+        f = tl.load(f_ptr + c, mask=cm, other=0.0)[None, :]
+        d = tl.load(d_ptr + c, mask=cm, other=0.0)[None, :]
+        out = A * tl.exp(-d * _envelope(y, MODE)) * tl.sin(f * y)
+        tl.store(out_ptr + r[:, None] * n + c[None, :], out.to(out_ptr.dtype.element_ty),
+                 mask=rm[:, None] & cm[None, :])
+
+    @triton.jit
+    def _conv_bwd_kernel(g_ptr, x_ptr, rinv_ptr, gain_ptr, w_ptr, A_ptr, f_ptr, d_ptr, mask_ptr,
+                         doc_ptr, dy_ptr, part_ptr, rows, T, n, DIL: tl.constexpr, K: tl.constexpr,
+                         MODE: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DOC: tl.constexpr,
+                         BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+        pid = tl.program_id(0)
+        r = pid.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        c = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        rm, cm = r < rows, c < n
+        m2 = rm[:, None] & cm[None, :]
+        y = _conv_rows(x_ptr, rinv_ptr, gain_ptr, w_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n,
+                       DIL, K, HAS_MASK, HAS_DOC, BLOCK_R, BLOCK_N)
+        A = tl.load(A_ptr + c, mask=cm, other=0.0)[None, :]
+        f = tl.load(f_ptr + c, mask=cm, other=0.0)[None, :]
+        d = tl.load(d_ptr + c, mask=cm, other=0.0)[None, :]
+        g = tl.load(g_ptr + r[:, None] * n + c[None, :], mask=m2, other=0.0).to(tl.float32)
+        u = _envelope(y, MODE)
+        if MODE == 0: slope = tl.where(y > 0, 1.0, tl.where(y < 0, -1.0, 0.0))
+        elif MODE == 1: slope = tl.where(y > 0, 1.0, 0.0)
+        else: slope = tl.zeros_like(y)
+        ge = g * tl.exp(-d * u)
+        P, Q = ge * tl.sin(f * y), ge * tl.cos(f * y)
+        dy = A * (f * Q - d * slope * P)
+        tl.store(dy_ptr + r[:, None] * n + c[None, :], dy, mask=m2)
+        part = part_ptr + pid.to(tl.int64) * (3 + K) * n + c
+        tl.store(part, tl.sum(P, axis=0), mask=cm)
+        tl.store(part + n, tl.sum(Q * y, axis=0), mask=cm)
+        tl.store(part + 2 * n, tl.sum(P * u, axis=0), mask=cm)
+        t = r % T
+        if HAS_DOC: mine = tl.load(doc_ptr + r, mask=rm, other=0)
+        for i in tl.static_range(K):
+            s = r - (K - 1 - i) * DIL
+            ok = rm & (t >= (K - 1 - i) * DIL)
+            if HAS_DOC: ok = ok & (tl.load(doc_ptr + s, mask=ok, other=0) == mine)
+            inv = tl.load(rinv_ptr + s, mask=ok, other=0.0)
+            if HAS_MASK: inv = inv * tl.load(mask_ptr + s, mask=ok, other=0.0)
+            src = x_ptr + s[:, None] * n + c[None, :]
+            xs = tl.load(src, mask=ok[:, None] & cm[None, :], other=0.0)
+            dw = tl.sum(dy * (xs.to(tl.float32) * inv[:, None]), axis=0)
+            tl.store(part + (3 + i) * n, dw, mask=cm)
+
+    @triton.jit
+    def _norm_bwd_kernel(x_ptr, rinv_ptr, gain_ptr, w_ptr, mask_ptr, doc_ptr, dy_ptr, dx_ptr,
+                         part_ptr, rows, T, n, DIL: tl.constexpr, K: tl.constexpr,
+                         HAS_MASK: tl.constexpr,
+                         HAS_DOC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+        pid = tl.program_id(0)
+        r = pid.to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        c = tl.arange(0, BLOCK_N)
+        rm, cm = r < rows, c < n
+        m2 = rm[:, None] & cm[None, :]
+        t = r % T
+        dr = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
+        if HAS_DOC: mine = tl.load(doc_ptr + r, mask=rm, other=0)
+        for i in tl.static_range(K):
+            dst = r + (K - 1 - i) * DIL
+            ok = rm & (t + (K - 1 - i) * DIL < T)
+            if HAS_DOC: ok = ok & (tl.load(doc_ptr + dst, mask=ok, other=0) == mine)
+            src = dy_ptr + dst[:, None] * n + c[None, :]
+            dy = tl.load(src, mask=ok[:, None] & cm[None, :], other=0.0)
+            dr += tl.load(w_ptr + i * n + c, mask=cm, other=0.0)[None, :] * dy
+        inv = tl.load(rinv_ptr + r, mask=rm, other=0.0)
+        m = tl.full((BLOCK_R,), 1.0, tl.float32)
+        if HAS_MASK: m = tl.load(mask_ptr + r, mask=rm, other=0.0)
+        xh = tl.load(x_ptr + r[:, None] * n + c[None, :], mask=m2, other=0.0).to(tl.float32)
+        xh = xh * inv[:, None]
+        dg = tl.sum(dr * xh * m[:, None], axis=0)
+        tl.store(part_ptr + pid.to(tl.int64) * n + c, dg, mask=cm)
+        dxh = dr * tl.load(gain_ptr + c, mask=cm, other=0.0)[None, :] * m[:, None]
+        dot = tl.sum(dxh * xh, axis=1) / n
+        dx = inv[:, None] * (dxh - xh * dot[:, None])
+        tl.store(dx_ptr + r[:, None] * n + c[None, :], dx.to(dx_ptr.dtype.element_ty), mask=m2)
+
+    return _rinv_kernel, _conv_fwd_kernel, _conv_bwd_kernel, _norm_bwd_kernel
+
+# %% ../nbs/00b_conv_kernels.ipynb #96b4f4d5
+def _triton_kernels():
+    import triton
+    return _triton_conv_kernels(bool(triton.knobs.runtime.interpret))
+
+def _layout(rows:int, n:int, tile:int=4096):
+    bn = max(_pow2(n), 16)
+    return bn, min(max(tile // bn, 1), _pow2(rows))
+
+def _triton_branch(x, gain, wt, A, f, d, mask, doc, eps:float, dil:int, mode:int):
+    "(out, rinv) of the fused branch for a contiguous (B, T, n) x and float32 (k, n) taps."
+    B, T, n = x.shape
+    rows, k = B * T, wt.shape[0]
+    rk, fwd, _, _ = _triton_kernels()
+    bn, br = _layout(rows, n)
+    rinv = torch.empty(B, T, dtype=torch.float32, device=x.device)
+    out = torch.empty_like(x)
+    rk[(-(-rows // br),)](x, rinv, rows, n, eps, BLOCK_R=br, BLOCK_N=bn)
+    cn = min(bn, 256)
+    cr = min(max(4096 // cn, 1), _pow2(rows))
+    fwd[(-(-rows // cr), -(-n // cn))](x, rinv, gain, wt, A, f, d, rinv if mask is None else mask,
+                                       rinv if doc is None else doc, out, rows, T, n, DIL=dil, K=k,
+                                       MODE=mode, HAS_MASK=mask is not None,
+                                       HAS_DOC=doc is not None,
+                                       BLOCK_R=cr, BLOCK_N=cn)
+    return out, rinv
+
+def _triton_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dil:int, mode:int):
+    "(dx, dgain, dwt (k, n), ΣP, ΣQ·y, ΣP·u) of the fused branch, its sums in a fixed order."
+    B, T, n = x.shape
+    rows, k = B * T, wt.shape[0]
+    _, _, bwd, nbwd = _triton_kernels()
+    cn = min(max(_pow2(n), 16), 256)
+    cr = min(max(2048 // cn, 1), _pow2(rows))
+    nb = -(-rows // cr)
+    dy = torch.empty(B, T, n, dtype=torch.float32, device=x.device)
+    part = torch.empty(nb, 3 + k, n, dtype=torch.float32, device=x.device)
+    mk, dk = rinv if mask is None else mask, rinv if doc is None else doc
+    flags = dict(DIL=dil, K=k, HAS_MASK=mask is not None, HAS_DOC=doc is not None)
+    bwd[(nb, -(-n // cn))](g, x, rinv, gain, wt, A, f, d, mk, dk, dy, part, rows, T, n, MODE=mode,
+                           BLOCK_R=cr, BLOCK_N=cn, **flags)
+    bn, br = _layout(rows, n)
+    nb2 = -(-rows // br)
+    gpart = torch.empty(nb2, n, dtype=torch.float32, device=x.device)
+    dx = torch.empty_like(x)
+    nbwd[(nb2,)](x, rinv, gain, wt, mk, dk, dy, dx, gpart, rows, T, n, BLOCK_R=br, BLOCK_N=bn,
+                 **flags)
+    s = part.sum(0)
+    return dx, gpart.sum(0), s[3:], s[0], s[1], s[2]
+
+# %% ../nbs/00b_conv_kernels.ipynb #72b9870d
+def _prep(x, weight, mask, doc):
+    "x contiguous, the filters as a float32 (k, n) bank, the mask float32, the documents int64."
+    wt = _f32(weight.reshape(weight.shape[0], weight.shape[-1]).t())
+    mask = None if mask is None else _f32(mask)
+    return x.contiguous(), wt, mask, None if doc is None else doc.to(torch.int64).contiguous()
+
+@torch.library.custom_op("psann_lm::conv_branch", mutates_args=())
+def _conv_branch_op(x:torch.Tensor, gain:torch.Tensor, weight:torch.Tensor, A:torch.Tensor,
+                    f:torch.Tensor, d:torch.Tensor, token_mask:torch.Tensor|None,
+                    document_ids:torch.Tensor|None, eps:float, dilation:int,
+                    decay:int,   # not `mode`: inductor's own kwarg
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    backend = conv_backend(x)
+    if backend == "torch":
+        return _branch_torch(x, gain, weight, A, f, d, token_mask, document_ids, eps, dilation,
+                             decay)
+    x, wt, mask, doc = _prep(x, weight, token_mask, document_ids)
+    run = _cpp_branch if backend == "cpp" else _triton_branch
+    return run(x, _f32(gain), wt, _f32(A), _f32(f), _f32(d), mask, doc, eps, dilation, decay)
+
+@_conv_branch_op.register_fake
+def _(x, gain, weight, A, f, d, token_mask, document_ids, eps, dilation, decay):
+    return x.new_empty(x.shape), x.new_empty(x.shape[:2],
+                                             dtype=torch.promote_types(x.dtype, torch.float32))
+
+# %% ../nbs/00b_conv_kernels.ipynb #055aec80
+@torch.library.custom_op("psann_lm::conv_branch_backward", mutates_args=())
+def _conv_branch_backward_op(grad:torch.Tensor, x:torch.Tensor, rinv:torch.Tensor,
+                             gain:torch.Tensor, weight:torch.Tensor, A:torch.Tensor,
+                             f:torch.Tensor, d:torch.Tensor, token_mask:torch.Tensor|None,
+                             document_ids:torch.Tensor|None, eps:float, dilation:int,
+                             decay:int) -> list[torch.Tensor]:
+    backend = conv_backend(x)
+    if backend == "torch":
+        return _branch_backward_torch(grad, x, rinv, gain, weight, A, f, d, token_mask,
+                                      document_ids, dilation, decay)
+    x, wt, mask, doc = _prep(x, weight, token_mask, document_ids)
+    gain, A = _f32(gain), _f32(A)
+    run = _cpp_branch_backward if backend == "cpp" else _triton_branch_backward
+    grad = grad.to(x.dtype).contiguous()
+    dx, dgain, dwt, sP, sQy, sPu = run(grad, x, rinv, gain, wt, A, _f32(f), _f32(d), mask, doc,
+                                       dilation, decay)
+    dw = (dwt * gain).t().contiguous().reshape(weight.shape)
+    return [dx, dgain, dw, sP, A * sQy, -A * sPu]
+
+@_conv_branch_backward_op.register_fake
+def _(grad, x, rinv, gain, weight, A, f, d, token_mask, document_ids, eps, dilation, decay):
+    ct = torch.promote_types(x.dtype, torch.float32)
+    grads = [v.new_empty(v.shape, dtype=ct) for v in (gain, weight, A, f, d)]
+    return [x.new_empty(x.shape), *grads]
+
+# %% ../nbs/00b_conv_kernels.ipynb #967eee73
+def _setup_branch(ctx, inputs, output):
+    x, gain, weight, A, f, d, token_mask, document_ids, eps, dilation, decay = inputs
+    ctx.save_for_backward(x, output[1], gain, weight, A, f, d, token_mask, document_ids)
+    ctx.eps, ctx.dilation, ctx.decay = eps, dilation, decay
+
+def _branch_grads(ctx, grad, grad_rinv):
+    x, rinv, gain, weight, A, f, d, mask, doc = ctx.saved_tensors
+    gs = torch.ops.psann_lm.conv_branch_backward(grad, x, rinv, gain, weight, A, f, d, mask, doc,
+                                                 ctx.eps, ctx.dilation, ctx.decay)
+    grads = [g.to(v.dtype) for g, v in zip(gs, (x, gain, weight, A, f, d))]
+    return (*grads, None, None, None, None, None)
+
+_conv_branch_op.register_autograd(_branch_grads, setup_context=_setup_branch)
+
+# %% ../nbs/00b_conv_kernels.ipynb #2fec37ee
+def conv_branch(x:torch.Tensor,          # (B, T, n): the residual stream, before the norm
+                gain:torch.Tensor,       # (n,) the norm's learned gain
+                eps:float,               # the norm's epsilon
+                weight:torch.Tensor,     # (n, 1, k) the depthwise conv filters
+                dilation:int,            # spacing of the taps, δ
+                act:SineActivation,      # the branch's activation (its A, f, d and decay mode)
+                token_mask:torch.Tensor|None=None,   # (B, T): rows that are 0 are zeroed (padding)
+                document_ids:torch.Tensor|None=None, # (B, T): taps never reach an earlier document
+               ) -> torch.Tensor:
+    "sine(causal dilated depthwise conv(RMSNorm(x)·gain)), (B, T, n), as one op each way."
+    if x.ndim != 3 or act.config.feature_dim not in (-1, 2):
+        raise ValueError(f"conv_branch needs x of shape (B, T, n) and an activation on its last "
+                         f"dim; got x {tuple(x.shape)}, feature_dim {act.config.feature_dim}")
+    decay = DECAY_MODES.index(act.config.decay_mode)
+    A, f, d = act.amplitude, act.frequency, act.damping
+    out, _ = torch.ops.psann_lm.conv_branch(x, gain, weight, A, f, d, token_mask, document_ids,
+                                            eps, dilation, decay)
+    return out

@@ -293,7 +293,8 @@ class TemporalConv(nn.Module):
         if past is not None and x.shape[1] == 1 and ctx.token_mask is None and ctx.document_ids is None:
             y = conv_sine_step(x, self.norm.weight, self.norm.eps, past, self.weight, self.dilation, self.act)
             if y is not None: return self.proj(y)   # decoding: one op call
-        if past is None and self.act.config.feature_dim in (-1, 2):   # training and a first prefill: one op each way
+        hooked = bool(self.act._forward_pre_hooks or self.act._forward_hooks)   # a hook on the sine must see it run
+        if past is None and self.act.config.feature_dim in (-1, 2) and not hooked:   # training, a first prefill: one op
             y = conv_branch(x, self.norm.weight, self.norm.eps, self.weight, self.dilation, self.act,
                             ctx.token_mask, ctx.document_ids)
             if cache is not None: cache.conv = self._state(x, ctx.token_mask)

@@ -32,9 +32,7 @@ def _conv_step_torch(x, gain, eps:float, state, weight, A, f, d, dilation:int, m
     state.copy_(seq[:, 1:])
     return sine_formula(z, A, f, d, DECAY_MODES[mode])
 
-@torch.library.custom_op("psann_lm::conv_sine_step", mutates_args=("state",))
-def _conv_step_op(x:torch.Tensor, gain:torch.Tensor, eps:float, state:torch.Tensor, weight:torch.Tensor,
-                  A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, dilation:int, decay:int) -> torch.Tensor:
+def _conv_step(x, gain, eps:float, state, weight, A, f, d, dilation:int, decay:int):
     lib = _conv_lib() if kernel_choice() != "torch" and x.device.type == "cpu" else None
     if lib is None: return _conv_step_torch(x, gain, eps, state, weight, A, f, d, dilation, decay)
     B, _, n = x.shape
@@ -42,6 +40,11 @@ def _conv_step_op(x:torch.Tensor, gain:torch.Tensor, eps:float, state:torch.Tens
     lib.psann_conv_sine_step_f32(x.data_ptr(), gain.data_ptr(), eps, state.data_ptr(), weight.data_ptr(), A.data_ptr(),
                                  f.data_ptr(), d.data_ptr(), y.data_ptr(), B, n, weight.shape[-1], dilation, decay)
     return y
+
+@torch.library.custom_op("psann_lm::conv_sine_step", mutates_args=("state",))
+def _conv_step_op(x:torch.Tensor, gain:torch.Tensor, eps:float, state:torch.Tensor, weight:torch.Tensor,
+                  A:torch.Tensor, f:torch.Tensor, d:torch.Tensor, dilation:int, decay:int) -> torch.Tensor:
+    return _conv_step(x, gain, eps, state, weight, A, f, d, dilation, decay)
 
 @_conv_step_op.register_fake
 def _(x, gain, eps, state, weight, A, f, d, dilation, decay): return torch.empty_like(x)
@@ -65,7 +68,8 @@ def conv_sine_step(x:torch.Tensor,       # (B, 1, n) float32: the new row of eac
     frozen = getattr(act, "_frozen", None)
     A, f, d = frozen if frozen is not None else (v.float().contiguous() for v in (act.amplitude, act.frequency, act.damping))
     mode = DECAY_MODES.index(act.config.decay_mode)
-    return torch.ops.psann_lm.conv_sine_step(x, gain, eps, state, weight, A, f, d, dilation, mode)
+    if torch.compiler.is_compiling(): return torch.ops.psann_lm.conv_sine_step(x, gain, eps, state, weight, A, f, d, dilation, mode)
+    return _conv_step(x, gain, eps, state, weight, A, f, d, dilation, mode)   # eager decoding: no dispatcher (as `sine_eager`)
 
 # %% ../nbs/00b_conv_kernels.ipynb #08720f9d
 def conv_backend(x:torch.Tensor, # the branch's input, (B, T, n)

@@ -174,7 +174,7 @@ def causal_lm_loss(logits:torch.Tensor, # (B, T, vocab)
                   ) -> torch.Tensor:
     "Cross-entropy of logits at t against labels at t+1 in float32, ignoring -100: the mean, or the sum / `num_items_in_batch`."
     B, T = logits.shape[:2]
-    if labels.ndim != 2 or labels.shape[0] != B or labels.shape[1] not in (T, T + 1):   # dim by dim: exact for compile's symbolic sizes too
+    if labels.ndim != 2 or labels.shape[0] != B or (labels.shape[1] != T and labels.shape[1] != T + 1):   # no `in`: exact for compile's symbolic sizes
         raise ValueError(f"labels must have shape {(B, T)} or {(B, T + 1)}, got {tuple(labels.shape)}")
     targets = shift_targets(labels, T).flatten()   # shift labels, not logits
     if num_items_in_batch is None: return F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=-100)

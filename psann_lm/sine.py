@@ -229,7 +229,7 @@ def sine_activation(z:torch.Tensor,       # pre-activations, features on the las
     if decay_mode not in DECAY_MODES: raise ValueError(f"decay_mode must be one of {DECAY_MODES}, got {decay_mode!r}")
     n = z.shape[-1] if z.ndim else 0
     for name, v in (("A", A), ("f", f), ("d", d)):
-        if v.shape != (n,):
+        if v.ndim != 1 or v.shape[0] != n:   # dim by dim: exact for compile's symbolic sizes
             raise ValueError(f"{name} must have shape ({n},) to match the last dim of z {tuple(z.shape)}, got {tuple(v.shape)}")
     return torch.ops.psann_lm.sine(z, A, f, d, DECAY_MODES.index(decay_mode))
 

@@ -64,3 +64,14 @@ def test_fit_with_compile_trains_waveresnet_as_eager(tmp_path):
         losses[compiled] = [r["loss"] for r in m.last_fit["history"] if "loss" in r]
     assert len(losses[True]) == 3
     assert max(abs(a - b) for a, b in zip(losses[False], losses[True])) <= TOL
+
+
+@pytest.mark.parametrize("base", ["respsann", "waveresnet"])
+def test_compiled_with_a_symbolic_length_matches_eager(base):
+    "A length that compile has seen vary is symbolic while the labels' is not (an earlier compile, a new prompt length)."
+    net = tiny(base)
+    ids = torch.randint(0, 64, (3, 11), generator=torch.Generator().manual_seed(3))
+    x = ids[:, :10].clone()
+    torch._dynamo.maybe_mark_dynamic(x, 1)
+    got, want = torch.compile(net, fullgraph=True)(x, labels=ids).loss, net(x, labels=ids).loss   # labels (B, T + 1)
+    assert abs(got.item() - want.item()) <= TOL

@@ -46,7 +46,9 @@ def test_ranks_agree_and_match_one_process_on_the_joint_batch(runs):
     single = torch.load(root / "one" / "weights_rank0.pt")
     for name in w0:
         assert torch.equal(w0[name], w1[name]), f"ranks disagree on {name}"
-        assert (w0[name] - single[name]).abs().max() <= 1e-6, f"{name} differs from the one-process run on the joint batch"
+        # the same sums in another order (two processes, and the fused kernels' per-thread blocks follow the batch),
+        # which AdamW magnifies for rarely seen embedding rows: ~3e-6 after 6 steps at lr 1e-3; a real error is ~lr
+        assert (w0[name] - single[name]).abs().max() <= 2e-5, f"{name} differs from the one-process run on the joint batch"
     assert two[0]["tokens"] == one[0]["tokens"], "both runs must have seen the same tokens"
 
 

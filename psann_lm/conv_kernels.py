@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .sine import DECAY_MODES, SineActivation, sine_backward_formula, sine_formula
-from .kernels import kernel_choice, library_error, load_library, sine_backend
+from .kernels import CPP_DTYPES, as_f32, next_pow2, omp_threads, kernel_choice, library_error, load_library, sine_backend
 
 # %% auto #0
 __all__ = ['CONV_SIGNATURES', 'conv_sine_step', 'conv_backend', 'conv_branch']
@@ -125,33 +125,28 @@ def _branch_backward_torch(grad, x, rinv, gain, weight, A, f, d, mask, doc, dila
     return [dx.to(x.dtype)] + [g.to(y.dtype) for g in (dgain, dw, dA, df, dd)]
 
 # %% ../nbs/00b_conv_kernels.ipynb #dc542e33
-_CPP_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
-
-def _f32(v:torch.Tensor) -> torch.Tensor: return v.detach().to(torch.float32).contiguous()
-
 def _ptr(t:torch.Tensor|None): return None if t is None else t.data_ptr()
 
-def _threads(numel:int) -> int: return 1 if numel < 1 << 16 else torch.get_num_threads()
 
 def _cpp_branch(x, gain, wt, A, f, d, mask, doc, eps:float, dilation:int, mode:int):
     "(out, rinv) by the C++ kernel; wt is the float32 (k, n) filter bank."
     B, T, n = x.shape
     out, rinv = torch.empty_like(x), torch.empty(B, T, dtype=torch.float32)
-    fn = getattr(_conv_lib(), f"psann_conv_branch_fwd_{_CPP_DTYPES[x.dtype]}")
+    fn = getattr(_conv_lib(), f"psann_conv_branch_fwd_{CPP_DTYPES[x.dtype]}")
     ptrs = [t.data_ptr() for t in (x, gain, wt, A, f, d)] + [_ptr(mask), _ptr(doc)]
     fn(*ptrs, out.data_ptr(), rinv.data_ptr(), eps, B * T, T, n, wt.shape[0], dilation, mode,
-       _threads(x.numel()))
+       omp_threads(x.numel()))
     return out, rinv
 
 # %% ../nbs/00b_conv_kernels.ipynb #6b5b2a05
 def _cpp_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dilation:int, mode:int):
     "(dx, dgain, dwt, ΣP, ΣQ·y, ΣP·u) by the C++ kernel; per-thread float64 sums, added in order."
     B, T, n = x.shape
-    k, nt = wt.shape[0], _threads(x.numel())
+    k, nt = wt.shape[0], omp_threads(x.numel())
     dx, dy = torch.empty_like(x), torch.empty(B, T, n, dtype=torch.float32)
     acc = torch.zeros(nt, 3 + k, n, dtype=torch.float64)
     gacc = torch.zeros(nt, n, dtype=torch.float64)
-    fn = getattr(_conv_lib(), f"psann_conv_branch_bwd_{_CPP_DTYPES[x.dtype]}")
+    fn = getattr(_conv_lib(), f"psann_conv_branch_bwd_{CPP_DTYPES[x.dtype]}")
     ptrs = [t.data_ptr() for t in (g, x, rinv, gain, wt, A, f, d)] + [_ptr(mask), _ptr(doc)]
     ptrs += [t.data_ptr() for t in (dx, dy, acc, gacc)]
     fn(*ptrs, B * T, T, n, k, dilation, mode, nt)
@@ -159,8 +154,6 @@ def _cpp_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dilation:int,
     return dx, gacc.sum(0).to(torch.float32), s[3:], s[0], s[1], s[2]
 
 # %% ../nbs/00b_conv_kernels.ipynb #c45f9e89
-def _pow2(x:int) -> int: return 1 << max(int(x) - 1, 0).bit_length()
-
 @functools.cache
 def _triton_conv_kernels(interpret:bool):
     "The branch's Triton kernels, built once per interpreter setting (run in module globals)."
@@ -301,8 +294,8 @@ def _triton_kernels():
     return _triton_conv_kernels(bool(triton.knobs.runtime.interpret))
 
 def _layout(rows:int, n:int, tile:int=4096):
-    bn = max(_pow2(n), 16)
-    return bn, min(max(tile // bn, 1), _pow2(rows))
+    bn = max(next_pow2(n), 16)
+    return bn, min(max(tile // bn, 1), next_pow2(rows))
 
 def _triton_branch(x, gain, wt, A, f, d, mask, doc, eps:float, dil:int, mode:int):
     "(out, rinv) of the fused branch for a contiguous (B, T, n) x and float32 (k, n) taps."
@@ -314,7 +307,7 @@ def _triton_branch(x, gain, wt, A, f, d, mask, doc, eps:float, dil:int, mode:int
     out = torch.empty_like(x)
     rk[(-(-rows // br),)](x, rinv, rows, n, eps, BLOCK_R=br, BLOCK_N=bn)
     cn = min(bn, 256)
-    cr = min(max(4096 // cn, 1), _pow2(rows))
+    cr = min(max(4096 // cn, 1), next_pow2(rows))
     fwd[(-(-rows // cr), -(-n // cn))](x, rinv, gain, wt, A, f, d, rinv if mask is None else mask,
                                        rinv if doc is None else doc, out, rows, T, n, DIL=dil, K=k,
                                        MODE=mode, HAS_MASK=mask is not None,
@@ -327,8 +320,8 @@ def _triton_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dil:int, m
     B, T, n = x.shape
     rows, k = B * T, wt.shape[0]
     _, _, bwd, nbwd = _triton_kernels()
-    cn = min(max(_pow2(n), 16), 256)
-    cr = min(max(2048 // cn, 1), _pow2(rows))
+    cn = min(max(next_pow2(n), 16), 256)
+    cr = min(max(2048 // cn, 1), next_pow2(rows))
     nb = -(-rows // cr)
     dy = torch.empty(B, T, n, dtype=torch.float32, device=x.device)
     part = torch.empty(nb, 3 + k, n, dtype=torch.float32, device=x.device)
@@ -348,8 +341,8 @@ def _triton_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dil:int, m
 # %% ../nbs/00b_conv_kernels.ipynb #72b9870d
 def _prep(x, weight, mask, doc):
     "x contiguous, the filters as a float32 (k, n) bank, the mask float32, the documents int64."
-    wt = _f32(weight.reshape(weight.shape[0], weight.shape[-1]).t())
-    mask = None if mask is None else _f32(mask)
+    wt = as_f32(weight.reshape(weight.shape[0], weight.shape[-1]).t())
+    mask = None if mask is None else as_f32(mask)
     return x.contiguous(), wt, mask, None if doc is None else doc.to(torch.int64).contiguous()
 
 @torch.library.custom_op("psann_lm::conv_branch", mutates_args=())
@@ -364,7 +357,7 @@ def _conv_branch_op(x:torch.Tensor, gain:torch.Tensor, weight:torch.Tensor, A:to
                              decay)
     x, wt, mask, doc = _prep(x, weight, token_mask, document_ids)
     run = _cpp_branch if backend == "cpp" else _triton_branch
-    return run(x, _f32(gain), wt, _f32(A), _f32(f), _f32(d), mask, doc, eps, dilation, decay)
+    return run(x, as_f32(gain), wt, as_f32(A), as_f32(f), as_f32(d), mask, doc, eps, dilation, decay)
 
 @_conv_branch_op.register_fake
 def _(x, gain, weight, A, f, d, token_mask, document_ids, eps, dilation, decay):
@@ -383,10 +376,10 @@ def _conv_branch_backward_op(grad:torch.Tensor, x:torch.Tensor, rinv:torch.Tenso
         return _branch_backward_torch(grad, x, rinv, gain, weight, A, f, d, token_mask,
                                       document_ids, dilation, decay)
     x, wt, mask, doc = _prep(x, weight, token_mask, document_ids)
-    gain, A = _f32(gain), _f32(A)
+    gain, A = as_f32(gain), as_f32(A)
     run = _cpp_branch_backward if backend == "cpp" else _triton_branch_backward
     grad = grad.to(x.dtype).contiguous()
-    dx, dgain, dwt, sP, sQy, sPu = run(grad, x, rinv, gain, wt, A, _f32(f), _f32(d), mask, doc,
+    dx, dgain, dwt, sP, sQy, sPu = run(grad, x, rinv, gain, wt, A, as_f32(f), as_f32(d), mask, doc,
                                        dilation, decay)
     dw = (dwt * gain).t().contiguous().reshape(weight.shape)
     return [dx, dgain, dw, sP, A * sQy, -A * sPu]

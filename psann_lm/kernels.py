@@ -13,8 +13,8 @@ import torch
 from .sine import DECAY_MODES, cache_root, sine_backward_formula, sine_formula
 
 # %% auto #0
-__all__ = ['CSRC', 'SINE_SIGNATURES', 'KERNEL_CHOICES', 'build_library', 'load_library', 'library_error', 'kernel_choice',
-           'sine_kernel', 'sine_backend', 'sine_eager']
+__all__ = ['CSRC', 'SINE_SIGNATURES', 'KERNEL_CHOICES', 'CPP_DTYPES', 'build_library', 'load_library', 'library_error',
+           'kernel_choice', 'sine_kernel', 'sine_backend', 'as_f32', 'omp_threads', 'next_pow2', 'sine_eager']
 
 # %% ../nbs/00a_kernels.ipynb #b63b6647
 CSRC = Path(str(resources.files("psann_lm") / "csrc"))   # the package's C++ sources
@@ -148,7 +148,7 @@ def sine_kernel(choice:str, # "auto", "cpp", "triton" or "torch"
     finally: _choice["value"] = old
 
 # %% ../nbs/00a_kernels.ipynb #ca7abfab
-_CPP_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
+CPP_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 def _interpreting() -> bool:
@@ -169,7 +169,7 @@ def sine_backend(z:torch.Tensor, # the op's input
             f"PSANN_SINE_KERNEL='triton' needs the triton package and a float32/bfloat16/float16 CUDA tensor "
             f"(or TRITON_INTERPRET=1 for CPU tensors), got {z.dtype} on {z.device}")
         return "torch"
-    cpu_ok = z.device.type == "cpu" and z.dtype in _CPP_SUFFIX
+    cpu_ok = z.device.type == "cpu" and z.dtype in CPP_DTYPES
     if choice == "cpp" and not cpu_ok:
         raise ValueError(f"PSANN_SINE_KERNEL='cpp' needs a float32 or bfloat16 CPU tensor, got {z.dtype} on {z.device}")
     if cpu_ok and _sine_lib() is not None: return "cpp"
@@ -177,22 +177,26 @@ def sine_backend(z:torch.Tensor, # the op's input
     return "torch"
 
 # %% ../nbs/00a_kernels.ipynb #17dcc8c4
-def _vec(v:torch.Tensor) -> torch.Tensor: return v.detach().to(torch.float32).contiguous()
+def as_f32(v:torch.Tensor, # a tensor (a kernel's per-feature vector, typically)
+          ) -> torch.Tensor:
+    "`v` detached, as a contiguous float32 tensor: what the kernels read through a raw pointer."
+    return v.detach().to(torch.float32).contiguous()
 
-def _threads(numel:int) -> int:
+def omp_threads(numel:int, # elements the kernel call will touch
+               ) -> int:
     "OpenMP threads for `numel` elements: one for small tensors (decoding), where a team costs more than it saves."
     return 1 if numel < 1 << 16 else torch.get_num_threads()
 
 def _cpp_forward(z, A, f, d, mode:int):
     y, n = torch.empty_like(z), z.shape[-1]
-    fn = getattr(_sine_lib(), f"psann_sine_fwd_{_CPP_SUFFIX[z.dtype]}")
-    fn(z.data_ptr(), A.data_ptr(), f.data_ptr(), d.data_ptr(), y.data_ptr(), z.numel() // n, n, mode, _threads(z.numel()))
+    fn = getattr(_sine_lib(), f"psann_sine_fwd_{CPP_DTYPES[z.dtype]}")
+    fn(z.data_ptr(), A.data_ptr(), f.data_ptr(), d.data_ptr(), y.data_ptr(), z.numel() // n, n, mode, omp_threads(z.numel()))
     return y
 
 def _cpp_backward(g, z, A, f, d, mode:int):
-    n, nt = z.shape[-1], _threads(z.numel())
+    n, nt = z.shape[-1], omp_threads(z.numel())
     gz, acc = torch.empty_like(z), torch.zeros(nt, 3, n, dtype=torch.float64)
-    fn = getattr(_sine_lib(), f"psann_sine_bwd_{_CPP_SUFFIX[z.dtype]}")
+    fn = getattr(_sine_lib(), f"psann_sine_bwd_{CPP_DTYPES[z.dtype]}")
     fn(g.data_ptr(), z.data_ptr(), A.data_ptr(), f.data_ptr(), d.data_ptr(), gz.data_ptr(), acc.data_ptr(),
        z.numel() // n, n, mode, nt)
     sA, sf, sd = acc.sum(0).to(torch.float32)
@@ -299,12 +303,15 @@ _FWD_TILE, _BWD_TILE = 2048, 1024   # elements per forward program, per backward
 _MIN_ROWS, _MAX_ROW_BLOCKS = 32, 512 # fewest rows a backward program sums; most row blocks
 
 def _cdiv(a:int, b:int) -> int: return -(-a // b)
-def _pow2(x:int) -> int: return 1 << max(x - 1, 0).bit_length()
+def next_pow2(x:int, # a positive size
+             ) -> int:
+    "The smallest power of two ≥ x (Triton block sizes must be powers of two)."
+    return 1 << max(int(x) - 1, 0).bit_length()
 
 def _sine_tiles(rows:int, n:int, tile:int, max_n:int) -> tuple:
     "(BLOCK_R, BLOCK_N) of a `tile`-element tile over `rows` × `n`, BLOCK_N ≤ max_n."
-    bn = min(max(_pow2(n), 16), max_n)
-    return min(max(tile // bn, 1), _pow2(rows)), bn
+    bn = min(max(next_pow2(n), 16), max_n)
+    return min(max(tile // bn, 1), next_pow2(rows)), bn
 
 # %% ../nbs/00a_kernels.ipynb #7fbcbe94
 def _triton_forward(z, A, f, d, mode:int) -> torch.Tensor:
@@ -348,7 +355,7 @@ def _sine_forward(z, A, f, d, mode:int) -> torch.Tensor:
     z = z.contiguous()
     backend = sine_backend(z)
     if backend == "torch": return sine_formula(z, A, f, d, DECAY_MODES[mode])
-    A, f, d = _vec(A), _vec(f), _vec(d)
+    A, f, d = as_f32(A), as_f32(f), as_f32(d)
     if backend == "cpp": return _cpp_forward(z, A, f, d, mode)
     return _triton_forward(z.view(-1, z.shape[-1]), A, f, d, mode).view(z.shape)
 
@@ -356,9 +363,9 @@ def _sine_backward(grad, z, A, f, d, mode:int) -> tuple:
     z = z.contiguous()
     grad, backend = grad.to(z.dtype).contiguous(), sine_backend(z)
     if backend == "torch": gz, *gp = sine_backward_formula(grad, z, A, f, d, DECAY_MODES[mode])
-    elif backend == "cpp": gz, *gp = _cpp_backward(grad, z, _vec(A), _vec(f), _vec(d), mode)
+    elif backend == "cpp": gz, *gp = _cpp_backward(grad, z, as_f32(A), as_f32(f), as_f32(d), mode)
     else:
-        gz, *gp = _triton_backward(grad.view(-1, z.shape[-1]), z.view(-1, z.shape[-1]), _vec(A), _vec(f), _vec(d), mode)
+        gz, *gp = _triton_backward(grad.view(-1, z.shape[-1]), z.view(-1, z.shape[-1]), as_f32(A), as_f32(f), as_f32(d), mode)
         gz = gz.view(z.shape)
     return (gz, *(g.to(_param_grad_dtype(z)) for g in gp))
 

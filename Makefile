@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): settings.ini setup.py constraints.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade --constraint constraints.txt setuptools
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,bench,eval,data]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -64,7 +64,8 @@ def _cpu_identity() -> str:
     return platform.machine() + platform.processor() + "\n".join(l for l in info.splitlines() if l.startswith(keys))
 
 def _kernel_flags() -> list[str]:
-    flags = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+    flags = ["-O3", "-march=native", "-ffp-contract=fast", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC",
+             "-std=c++17"]
     if platform.machine().lower() in ("x86_64", "amd64"): flags.append("-mprefer-vector-width=512")
     return flags
 

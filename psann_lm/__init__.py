@@ -12,5 +12,6 @@ __all__ = list(_LAZY)
 def __getattr__(name):
     if name in _LAZY:
         import importlib
+        if name == "psannLM": importlib.import_module("psann_lm.evaluation")   # adds loglikelihood & co. to psannLM
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'psann_lm' has no attribute {name!r}")

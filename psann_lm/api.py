@@ -12,7 +12,7 @@ import torch
 from fastcore.basics import patch_to
 from safetensors.torch import load_file, save_file
 
-from .model import DecoderLM, ModelConfig, physical_memory
+from .model import DecoderLM, ModelConfig
 from .tokenizer import Tokenizer, load_tokenizer
 from .trainer import TrainConfig, evaluate, plot_loss, train
 from .generation import SamplingConfig, generate_tokens
@@ -127,20 +127,19 @@ def generate_ids(self,
                  eos_token_id=None,                     # id or ids that end a row; None = the tokenizer's <|eos|>
                  stop=None,                             # stop(row, new_ids) -> bool: ends a row early
                  on_token=None,                         # on_token(next_ids, done) after every step
+                 num_return_sequences:int=1,            # samples per prompt (rows r·n … r·n+n-1)
+                 return_logprobs:bool=False,            # also return their log-probabilities
                  **sampling,                            # SamplingConfig's settings (temperature, top_k, top_p, min_p, ...)
-                ) -> torch.Tensor:
-    "New token ids after left-padded `input_ids` (B, T): the token-level `generate`."
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    ram, need = physical_memory(), 8 * input_ids.shape[0] * max_new_tokens       # the (B, max_new_tokens) int64 result alone
-    if ram and need > ram:
-        raise ValueError(f"max_new_tokens={max_new_tokens} for {input_ids.shape[0]} prompt(s) needs {need / 2**30:,.0f} GiB for the new ids alone, "
-                         f"more than this machine's {ram / 2**30:,.0f} GiB of memory; ask for fewer tokens")
+                ) -> torch.Tensor|tuple[torch.Tensor, torch.Tensor]:
+    "New ids (B·n, max_new_tokens) after left-padded `input_ids` (and their log-probabilities)."
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)): raise ValueError(f"seed must be an int or None, got {seed!r}")
     eos = _eos_ids(eos_token_id, self.config.vocab_size) if eos_token_id is not None else ([self.tokenizer.eos_id] if self.tokenizer is not None else [])
     gen = torch.Generator(device=input_ids.device).manual_seed(seed) if seed is not None else None
     pad = self.tokenizer.pad_id if self.tokenizer is not None else 0
-    return generate_tokens(self.net, input_ids, attention_mask, max_new_tokens, SamplingConfig(**sampling), eos, pad, gen, stop, on_token=on_token)
+    return generate_tokens(self.net, input_ids, attention_mask, max_new_tokens,
+                           SamplingConfig(**sampling), eos, pad, gen, stop, on_token=on_token,
+                           return_logprobs=return_logprobs,
+                           num_return_sequences=num_return_sequences)
 
 # %% ../nbs/07_api.ipynb #f76cdc69
 class _StopStrings:
@@ -189,6 +188,10 @@ def settled(self, text:str) -> str:
     return text[:len(text) - held]
 
 # %% ../nbs/07_api.ipynb #53f444ec
+def _per_prompt(xs:list, n:int) -> list:
+    "`xs` in groups of `n` (one group per prompt), or as it is when `n` is 1."
+    return xs if n == 1 else [xs[i:i + n] for i in range(0, len(xs), n)]
+
 @patch_to(psannLM)
 def generate(self,
              prompt:str|list[str],          # a prompt, or a list of prompts generated together (left-padded)
@@ -202,18 +205,27 @@ def generate(self,
              seed:int|None=None,            # seeds sampling, for reproducible output
              eos_token_id=None,             # id or ids that end a prompt's text; None = the tokenizer's <|eos|>
              stop:str|list[str]|None=None,  # strings that end a prompt's text (cut from it)
-            ) -> str|list[str]:
-    "Continue `prompt` (a string, or a list of strings batched together); returns the new text."
+             num_return_sequences:int=1,    # samples per prompt (> 1: a list of texts per prompt)
+             return_logprobs:bool=False,    # also return each new token's log-probability
+            ):
+    "Continue `prompt` (a string, or a list of strings batched together); returns the new text(s)."
     prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r:.80}")
     stops = _StopStrings(stop, self.tokenizer)
     batch, mask = self._encode_prompts(prompts)
-    new = self.generate_ids(batch, mask, max_new_tokens, seed, eos_token_id, stops or None,
+    out = self.generate_ids(batch, mask, max_new_tokens, seed, eos_token_id, stops or None,
+                            num_return_sequences=num_return_sequences,
+                            return_logprobs=return_logprobs,
                             temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                             repetition_penalty=repetition_penalty, do_sample=do_sample)
-    outs = [stops.cut(stops.text(row)) for row in new]
-    return outs[0] if isinstance(prompt, str) else outs
+    new, lps = out if return_logprobs else (out, None)
+    texts = _per_prompt([stops.cut(stops.text(row)) for row in new], num_return_sequences)
+    if isinstance(prompt, str): texts = texts[0]
+    if not return_logprobs: return texts
+    lps = [row[~row.isnan()].tolist() for row in lps]              # the row's tokens: no NaN
+    lps = _per_prompt(lps, num_return_sequences)
+    return texts, lps[0] if isinstance(prompt, str) else lps
 
 # %% ../nbs/07_api.ipynb #cfd41bd2
 @patch_to(psannLM)
@@ -225,6 +237,9 @@ def stream(self,
           ):
     "Yield the continuation of `prompt` piece by piece; the pieces join to `generate`'s text."
     import queue, threading
+    if kwargs.get("num_return_sequences", 1) != 1 or kwargs.get("return_logprobs", False):
+        raise ValueError("stream yields the pieces of one text: num_return_sequences and "
+                         "return_logprobs are for generate")
     stops = _StopStrings(stop, self.tokenizer)
     batch, mask = self._encode_prompts([prompt])
     q, ids, errors = queue.Queue(), [], []
@@ -258,7 +273,7 @@ def _is_model_dir(d:Path) -> bool:
 def save(self,
          directory, # new, empty, or holding a model saved earlier (which is replaced)
         ) -> Path:
-    "Write config.json, model.safetensors and the tokenizer into `directory` (new, empty, or a model saved earlier, which is replaced)."
+    "Write the model, its tokenizer and the files transformers reads into `directory` (new, empty, or a model saved earlier)."
     if self.net is None: raise RuntimeError("nothing to save: the model has not been built (call fit() or give vocab_size)")
     out = Path(directory).expanduser().resolve()                 # '.', '..' and links name a real directory
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or _is_model_dir(out))):
@@ -276,6 +291,8 @@ def save(self,
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items() if not (self.config.tie_embeddings and k == "head.weight")}
         save_file(state, str(tmp / "model.safetensors"), metadata=dict(format=FORMAT))
         if self.tokenizer is not None: self.tokenizer.save(tmp / "tokenizer")
+        from .hf import write_hf_files   # transformers' files; imported here, as its import takes seconds
+        write_hf_files(tmp, self.config, self.tokenizer)
         old = Path(f"{tmp}-old")
         if out.exists(): os.replace(out, old)                        # the earlier model stays whole until the new one is in place
         os.replace(tmp, out)

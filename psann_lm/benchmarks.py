@@ -221,17 +221,59 @@ _RSS_CHILD = textwrap.dedent("""
     def sample():
         while not done.is_set(): peak[0] = max(peak[0], rss_mb()); time.sleep(0.01)
     t = threading.Thread(target=sample); t.start()
+    t0 = time.perf_counter()
     d = psannLMDataPrep.from_files(sys.argv[1], tokenizer=tok, cache_dir=sys.argv[3], progress=False)
+    prep_s = time.perf_counter() - t0
     done.set(); t.join()
-    print(json.dumps(dict(rss_before_mb=round(before, 1), peak_rss_during_mb=round(peak[0], 1), tokens=d.meta["splits"]["train"]["tokens"])))
+    train = d.meta["splits"]["train"]
+    print(json.dumps(dict(rss_before_mb=round(before, 1), peak_rss_during_mb=round(peak[0], 1), tokens=train["tokens"],
+                          documents=train["documents"], prep_s=round(prep_s, 2))))
 """)
+
+def _bench_rows(size_mb:float, directory:Path, fmt:str, doc_chars:int=4000) -> Path:
+    "`bench_text`'s text as rows of JSON Lines or Parquet (row groups of 1,024): documents of paragraphs, ~`doc_chars` each."
+    text, path = bench_text(size_mb, directory), Path(directory) / f"corpus_{size_mb:g}mb.{fmt}"
+    def docs():
+        doc, n = [], 0
+        with open(text, encoding="utf-8") as f:
+            for line in f:
+                doc.append(line)
+                n += len(line)
+                if n >= doc_chars and not line.strip():
+                    yield "".join(doc)
+                    doc, n = [], 0
+        if doc: yield "".join(doc)
+    if fmt == "jsonl":
+        with open(path, "w", encoding="utf-8") as f:
+            for doc in docs(): f.write(json.dumps({"text": doc}) + "\n")
+    else:
+        import pyarrow as pa, pyarrow.parquet as pq
+        with pq.ParquetWriter(path, pa.schema([("text", pa.string())])) as w:
+            batch = []
+            for doc in docs():
+                batch.append(doc)
+                if len(batch) == 1024:                                 # one row group per 1,024 documents
+                    w.write_table(pa.table({"text": batch}))
+                    batch = []
+            if batch: w.write_table(pa.table({"text": batch}))
+    text.unlink()
+    return path
+
+def _rss_run(path:Path, d:Path, name:str) -> dict:
+    "Peak RSS of preparing `path` in a fresh process (the `_RSS_CHILD` script), and what it prepared."
+    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(d / "tok"), str(d / f"rss_{name}")],
+                         capture_output=True, text=True)
+    if out.returncode: raise RuntimeError(f"preparing {path.name} in a fresh process failed:\n{out.stderr[-3000:]}")
+    shutil.rmtree(d / f"rss_{name}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 def bench_dataprep(throughput_mb:float=50,    # corpus size of the throughput comparison
                    rss_sizes_mb=(50, 200),    # corpus sizes whose peak memory is measured
                    runs:int=3,                # alternating rounds of the throughput comparison
                    vocab_size:int=8192,       # the byte-level BPE trained for both
+                   row_formats=("jsonl", "parquet"), # the same sizes prepared from these formats too (RSS)
                   ) -> dict:
-    "Preparation MB/s against raw `encode_batch` (alternating, medians), and peak RSS of preparation at several corpus sizes."
+    "Preparation MB/s against raw `encode_batch` (alternating, medians), and peak RSS of preparation by size and format."
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         path = bench_text(throughput_mb, d)
@@ -256,14 +298,18 @@ def bench_dataprep(throughput_mb:float=50,    # corpus size of the throughput co
         rows = [dict(what=k, corpus_mb=round(mb, 1), median_s=round(statistics.median(v), 3), runs_s=[round(t, 3) for t in v],
                      mb_per_s=round(mb / statistics.median(v), 2)) for k, v in times.items()]
         rows[0]["vs_raw"] = round(rows[0]["mb_per_s"] / rows[1]["mb_per_s"], 3); rows[1]["vs_raw"] = 1.0
-        rss = []
+        rss, by_format = [], []
         for size in rss_sizes_mb:
             p = bench_text(size, d)
-            out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(p), str(d / "tok"), str(d / f"rss_{size}")],
-                                 capture_output=True, text=True, check=True)
-            rss.append(dict(corpus_mb=round(p.stat().st_size / 1e6, 1), **json.loads(out.stdout.strip().splitlines()[-1])))
-            p.unlink(); shutil.rmtree(d / f"rss_{size}")
-    return dict(throughput=rows, rss=rss, tokenizer_train_s_on_2mb=round(train_s, 2))
+            text_mb = round(p.stat().st_size / 1e6, 1)
+            rss.append(dict(corpus_mb=text_mb, **_rss_run(p, d, f"{size}")))
+            p.unlink()
+            for fmt in row_formats:
+                p = _bench_rows(size, d, fmt)
+                by_format.append(dict(format=fmt, text_mb=text_mb, file_mb=round(p.stat().st_size / 1e6, 1),
+                                      **_rss_run(p, d, f"{size}_{fmt}")))
+                p.unlink()
+    return dict(throughput=rows, rss=rss, rss_formats=by_format, tokenizer_train_s_on_2mb=round(train_s, 2))
 
 # %% ../nbs/09_benchmarks.ipynb #8aa0ea83
 def bench_fit_overhead(d_model:int=256,   # model width
@@ -1529,6 +1575,8 @@ def bench_cli(what:Param(f"which benchmark: {', '.join(BENCHMARKS)} (default sin
         rows, cols = [dp], ()
         print(results_table(dp["throughput"], ("what", "corpus_mb", "median_s", "mb_per_s", "vs_raw")))
         print(results_table(dp["rss"], ("corpus_mb", "tokens", "rss_before_mb", "peak_rss_during_mb")))
+        print(results_table(dp["rss_formats"], ("format", "text_mb", "file_mb", "documents", "tokens", "rss_before_mb",
+                                                "peak_rss_during_mb", "prep_s")))
     if cols: print(results_table([{c: r.get(c, "") for c in cols} for r in rows], cols))
     print(f"saved to {save_results(out or default, rows, cmd)}")
 

@@ -57,27 +57,31 @@ def _check_model(model:dict):
     kw = dict(model)
     ModelConfig(**{"vocab_size": 32000, **_model_kwargs(kw.pop("base", "waveresnet"), kw)})   # psannLM's check, nothing built
 
-def _source_paths(srcs) -> list[str]:
-    "The paths of a data section's `sources`: a path, a {path: ...}, or a list of them."
+def _source_list(srcs) -> list:
+    "A data section's `sources` as a list: each a path or glob, or {path: ..., text_field: ...}."
     if isinstance(srcs, (str, dict)): srcs = [srcs]
     if not isinstance(srcs, list): raise ValueError(f"sources must be a path or a list of paths, got {srcs!r}")
-    paths = [s.get("path") if isinstance(s, dict) else s for s in srcs]
-    for s, path in zip(srcs, paths):
-        if not isinstance(path, str): raise ValueError(f"each data source must be a path or {{path: ...}}, got {s!r}")
-    return paths
+    for s in srcs:
+        if not isinstance(s, (str, dict)):
+            raise ValueError(f"each data source must be a path or {{path: ..., text_field: ...}}, got {s!r}")
+    return srcs
 
 def _check_data(data:dict, model:dict):
     d = dict(data)
     _check_args(**{k: d[k] for k in inspect.signature(_check_args).parameters if k in d})
-    _check_reading(d.get("doc_sep"), d.get("errors", "strict"))
+    _check_reading(d.get("doc_sep"), d.get("errors", "strict"), d.get("text_field"))
     tok = d.get("tokenizer_model_path") or d.get("tokenizer", "auto")
     if _is_tokenizer_path(tok) or d.get("tokenizer_model_path") is not None:
         if not Path(tok).exists(): raise FileNotFoundError(f"tokenizer: no tokenizer at {tok}")
     elif isinstance(tok, str): check_train_settings(tok, d.get("vocab_size", model.get("vocab_size", 8192)), d.get("min_frequency"))
     else: raise ValueError(f"tokenizer must be 'auto', a backend name or a path, got {tok!r}")
+    reading = dict(doc_sep=d.get("doc_sep"), errors=d.get("errors", "strict"), text_field=d.get("text_field"))
     if "sources" in d:
-        try: make_corpus(_source_paths(d["sources"]), as_files=True, doc_sep=d.get("doc_sep"), errors=d.get("errors", "strict"))
+        try: make_corpus(_source_list(d["sources"]), as_files=True, **reading)
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"sources: {e}") from None
+    elif given := [k for k, v in reading.items() if v not in (None, "strict")]:
+        raise ValueError(f"{given[0]} applies to the files of sources:, and there are none (the default corpus "
+                         f"is in-memory texts); give sources, or remove {given[0]}")
 
 # %% ../nbs/08_cli.ipynb #03073968
 def _read_yaml(p:Path) -> dict:
@@ -132,7 +136,7 @@ def check_fits(cfg:dict, # a config from `load_config`
 def _sources(data:dict):
     srcs = data.pop("sources", None)
     if srcs is None: return default_corpus(), False
-    return _source_paths(srcs), True
+    return _source_list(srcs), True
 
 def run_config(cfg:dict, # a config from `load_config`
               ) -> psannLM:

@@ -4,13 +4,14 @@
 
 # %% ../nbs/06_generation.ipynb #414eb001
 from __future__ import annotations
-import math
+import math, warnings
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
 from .blocks import DecoderCache
+from .model import physical_memory
 from .sine import frozen_sine
 
 # %% auto #0
@@ -98,13 +99,46 @@ class SamplingConfig:
                logits:torch.Tensor,                  # (B, V) scores of the next token
                seen:torch.Tensor,                    # (B, S) ids already in each row
                generator:torch.Generator|None=None,  # random source of the draw (seeded for reproducible sampling)
-              ) -> torch.Tensor:
-        "The next token id of each row."
-        logits = self.process(logits, seen)
-        if self.greedy: return logits.argmax(-1)
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+               logprobs:bool=False,                  # also return their log-probabilities
+              ) -> torch.Tensor|tuple[torch.Tensor, torch.Tensor]:
+        "The next token id of each row (and its log-probability under the processed distribution)."
+        scores = self.process(logits, seen)
+        if self.greedy: nxt = scores.argmax(-1)
+        else: nxt = torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]
+        if not logprobs: return nxt
+        return nxt, scores.log_softmax(-1).gather(-1, nxt[:, None])[:, 0]
 
 # %% ../nbs/06_generation.ipynb #916b0b4c
+def _check_request(prompts:int, max_new_tokens, n, sampling:SamplingConfig, logprobs):
+    "Refuse a malformed request, or one whose results alone cannot fit in memory, before any work."
+    for name, v in (("max_new_tokens", max_new_tokens), ("num_return_sequences", n)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if n > 1 and sampling.greedy:
+        raise ValueError(f"num_return_sequences={n} with greedy decoding (temperature=0 or "
+                         f"do_sample=False) would return {n} identical copies; sample instead "
+                         "(temperature > 0, do_sample not False), or ask for 1")
+    if not isinstance(logprobs, bool):
+        raise ValueError(f"return_logprobs must be true or false, got {logprobs!r}")
+    ram, need = physical_memory(), (8 + 4 * logprobs) * prompts * n * max_new_tokens
+    if ram and need > ram:
+        each = f" × {n} sequences" if n > 1 else ""
+        what = "the new ids and their log-probabilities" if logprobs else "the new ids"
+        raise ValueError(f"max_new_tokens={max_new_tokens} for {prompts} prompt(s){each} needs "
+                         f"{need / 2**30:,.0f} GiB for {what} alone, more than this machine's "
+                         f"{ram / 2**30:,.0f} GiB of memory; ask for fewer tokens")
+
+def _fit_context(ids:torch.Tensor, mask:torch.Tensor, limit:int|None):
+    "The prompts' last `limit - 1` positions, with a warning naming the prompts that lose tokens."
+    if not limit or ids.shape[1] <= limit - 1: return ids, mask
+    lost = mask[:, :-(limit - 1)].bool().any(-1).nonzero()[:, 0].tolist()   # not only padding
+    if lost:
+        warnings.warn(f"prompt(s) {lost} are longer than the model's context (max_seq_len={limit}) "
+                      f"allows: only the last {limit - 1} tokens of each are used, one position "
+                      "being left for the first new token", stacklevel=4)
+    return ids[:, -(limit - 1):], mask[:, -(limit - 1):]
+
+# %% ../nbs/06_generation.ipynb #9d4cc239
 @torch.no_grad()
 def generate_tokens(net,                                  # a `DecoderLM` (anything with its forward and config)
                     input_ids:torch.Tensor,               # (B, T) prompts, left-padded
@@ -117,16 +151,22 @@ def generate_tokens(net,                                  # a `DecoderLM` (anyth
                     stop:Callable|None=None,              # stop(row, new_ids) -> bool: ends a row early (stop strings)
                     use_cache:bool=True,                  # decode through the cache (False recomputes every step: tests)
                     on_token:Callable|None=None,          # on_token(next_ids, done) after every step (streaming)
-                   ) -> torch.Tensor:
-    "New token ids (B, max_new_tokens) after left-padded `input_ids`, decoded through the cache."
-    sampling = sampling or SamplingConfig()
-    B, device = input_ids.shape[0], input_ids.device
+                    num_return_sequences:int=1,           # samples per prompt (rows r·n … r·n+n-1)
+                    return_logprobs:bool=False,           # also return their log-probabilities
+                   ) -> torch.Tensor|tuple[torch.Tensor, torch.Tensor]:
+    "New ids (B·n, max_new_tokens) after left-padded `input_ids` (and their log-probabilities)."
+    sampling, n = sampling or SamplingConfig(), num_return_sequences
+    _check_request(input_ids.shape[0], max_new_tokens, n, sampling, return_logprobs)
+    device = input_ids.device
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.dtype)
     limit = net.config.max_seq_len if net.config.positional != "alibi" else None
+    ids, mask = _fit_context(input_ids, mask, limit)
+    if n > 1: ids, mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+    B = ids.shape[0]
     eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=device)
-    ids, new = input_ids, []
-    if limit and ids.shape[1] > limit - 1: ids, mask = ids[:, -(limit - 1):], mask[:, -(limit - 1):]
-    was_training = net.training; net.eval()
+    new, lps = [], []
+    was_training = net.training
+    net.eval()
     with frozen_sine(net):   # the sine parameters cannot change while decoding: compute their vectors once
         cache = DecoderCache() if use_cache else None
         logits = net(ids, attention_mask=mask, cache=cache).logits[:, -1]
@@ -136,9 +176,11 @@ def generate_tokens(net,                                  # a `DecoderLM` (anyth
         for step in range(max_new_tokens):
             # padding must not count as a seen token; nothing is seen when there is no penalty
             seen = torch.where(mask.bool(), ids, ids[:, -1:]) if sampling.repetition_penalty != 1.0 else ids[:, :0]
-            nxt = sampling.choose(logits, seen, generator)
+            choice = sampling.choose(logits, seen, generator, logprobs=return_logprobs)
+            nxt, lp = choice if return_logprobs else (choice, None)
             if ends: nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             new.append(nxt)
+            if return_logprobs: lps.append(lp.masked_fill(done, float("nan")))   # no token: NaN
             ids, mask = torch.cat([ids, nxt[:, None]], 1), torch.cat([mask, (~done).long()[:, None]], 1)
             if on_token is not None: on_token(nxt, done)
             if step == max_new_tokens - 1: break
@@ -147,13 +189,16 @@ def generate_tokens(net,                                  # a `DecoderLM` (anyth
                 if stop is not None: done |= torch.tensor([bool(stop(r, torch.stack(new, 1)[r])) for r in range(B)], device=device)
                 if done.all(): break
                 padded = padded or bool(done.any())                        # a finished row's padding must be masked from now on
-            if not use_cache: logits = net(ids[:, -(limit or ids.shape[1]):], attention_mask=mask[:, -(limit or ids.shape[1]):]).logits[:, -1]; continue
-            if limit and cache.length + 1 > limit:                            # slide: rebuild the cache from the last half
+            if not use_cache:
+                view = limit or ids.shape[1]
+                logits = net(ids[:, -view:], attention_mask=mask[:, -view:]).logits[:, -1]
+            elif limit and cache.length + 1 > limit:   # slide: rebuild the cache from the last half
                 keep = limit // 2
                 cache = DecoderCache()
                 logits = net(ids[:, -keep:], attention_mask=mask[:, -keep:], cache=cache).logits[:, -1]
             else:
                 logits = net(nxt[:, None], attention_mask=mask[:, -(cache.length + 1):] if padded else None, cache=cache).logits[:, -1]
     net.train(was_training)
-    out = torch.stack(new, 1)
-    return F.pad(out, (0, max_new_tokens - out.shape[1]), value=pad_id)
+    out = F.pad(torch.stack(new, 1), (0, max_new_tokens - len(new)), value=pad_id)
+    if not return_logprobs: return out
+    return out, F.pad(torch.stack(lps, 1), (0, max_new_tokens - len(lps)), value=float("nan"))

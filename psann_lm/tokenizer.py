@@ -8,9 +8,11 @@ import hashlib, io, json, os, shutil, struct, warnings
 from pathlib import Path
 from typing import Iterable
 
+from fastcore.basics import patch_to
+
 import sentencepiece as spm
 import tokenizers
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'BACKENDS', 'META_FILE', 'Tokenizer', 'HFTokenizer', 'SentencePieceTokenizer', 'train_tokenizer',
@@ -59,6 +61,9 @@ class Tokenizer:
             ) -> Tokenizer:
         "The tokenizer saved in `directory` (the same as `load_tokenizer`)."
         return load_tokenizer(directory)
+    def to_tokenizers(self) -> tokenizers.Tokenizer:
+        "A Hugging Face `tokenizers.Tokenizer` giving `encode`'s ids (what transformers runs)."
+        raise NotImplementedError
     def __repr__(self):
         return f"{type(self).__name__}(backend={self.backend!r}, vocab_size={self.vocab_size}, pad={self.pad_id}, bos={self.bos_id}, eos={self.eos_id}, unk={self.unk_id})"
 
@@ -314,3 +319,97 @@ def _sp_control_alias(sp) -> str|None:
     "A common spelling of an end token among the control pieces of `sp`, if any."
     found = (a for a in _ALIASES["eos"] if sp.id_to_piece(i := sp.piece_to_id(a)) == a and sp.is_control(i))
     return next(found, None)
+
+# %% ../nbs/03_tokenizer.ipynb #8639c545
+@patch_to(HFTokenizer)
+def to_tokenizers(self) -> tokenizers.Tokenizer:
+    "A copy of the `tokenizers` model that adds no special token (as `encode`)."
+    spec = json.loads(self.tok.to_str())
+    spec["post_processor"] = None
+    return tokenizers.Tokenizer.from_str(json.dumps(spec))
+
+# %% ../nbs/03_tokenizer.ipynb #65af981f
+def _varint_at(buf:bytes, i:int) -> tuple[int, int]:
+    "The varint starting at `buf[i]` and the index after it."
+    n = shift = 0
+    while True:
+        b, i = buf[i], i + 1
+        n, shift = n | (b & 0x7F) << shift, shift + 7
+        if b < 0x80: return n, i
+
+def _proto_fields(buf:bytes) -> list[tuple[int, int|bytes]]:
+    "(field number, value) pairs of a serialised protobuf message: varints as ints, else bytes."
+    i, out = 0, []
+    while i < len(buf):
+        key, i = _varint_at(buf, i)
+        wire = key & 7
+        if wire == 0: value, i = _varint_at(buf, i)
+        elif wire in (1, 2, 5):
+            n, i = (8, i) if wire == 1 else (4, i) if wire == 5 else _varint_at(buf, i)
+            value, i = bytes(buf[i:i + n]), i + n
+        else: raise ValueError(f"not a sentencepiece model: protobuf wire type {wire} at {i}")
+        out.append((key >> 3, value))
+    return out
+
+# %% ../nbs/03_tokenizer.ipynb #270eb295
+def _sp_spec(proto:bytes, field:int) -> dict:
+    "Fields of one sub-message of a sentencepiece model (2 trainer, 3 normaliser spec); last wins."
+    spec = {}
+    for num, value in _proto_fields(proto):
+        if num == field: spec.update(_proto_fields(value))
+    return spec
+
+def _sp_pieces(proto:bytes) -> list[tuple[str, float, int]]:
+    "(piece, score, type) of each piece by id; type 1 normal, 2 unknown, 3 control, 4 user, 6 byte."
+    pieces = [dict(_proto_fields(v)) for num, v in _proto_fields(proto) if num == 1]
+    score = lambda f: struct.unpack("<f", f[2])[0] if 2 in f else 0.0
+    return [(f[1].decode(), score(f), f.get(3, 1)) for f in pieces]
+
+# %% ../nbs/03_tokenizer.ipynb #6dc1b2e8
+def _sp_model(pieces:list[tuple[str, float, int]], trainer:dict) -> tokenizers.Tokenizer:
+    "A `tokenizers` Unigram or BPE model with sentencepiece's `pieces` (`_sp_pieces`), ids kept."
+    unk = next((i for i, (*_, t) in enumerate(pieces) if t == 2), None)
+    fallback, kind = bool(trainer.get(35, 0)), trainer.get(3, 1)   # TrainerSpec fields
+    if kind == 1:
+        model = models.Unigram([(p, s) for p, s, _ in pieces], unk_id=unk, byte_fallback=fallback)
+    elif kind == 2:
+        vocab = {p: i for i, (p, *_) in enumerate(pieces)}
+        splits = sorted((i, p[:k], p[k:]) for i, (p, _, t) in enumerate(pieces) if t in (1, 4)
+                        for k in range(1, len(p)) if p[:k] in vocab and p[k:] in vocab)
+        unk_piece = None if unk is None else pieces[unk][0]
+        model = models.BPE(vocab, [(a, b) for _, a, b in splits], unk_token=unk_piece,
+                           fuse_unk=True, byte_fallback=fallback)
+    else: raise ValueError(f"sentencepiece model type {kind} (word or char) cannot be converted: "
+                           "use a unigram or bpe model")
+    tok = tokenizers.Tokenizer(model)
+    tok.add_special_tokens([AddedToken(p, special=True, normalized=False)
+                            for p, _, t in pieces if t in (2, 3)])
+    tok.add_tokens([AddedToken(p, normalized=False) for p, _, t in pieces if t == 4])
+    return tok
+
+# %% ../nbs/03_tokenizer.ipynb #213b16b3
+def _sp_pipeline(norm:dict, trainer:dict, unk_piece:str|None) -> tuple:
+    "The `tokenizers` normaliser and decoder doing what sentencepiece's normaliser spec says."
+    if trainer.get(24, 0):
+        raise ValueError("sentencepiece models with treat_whitespace_as_suffix cannot be converted")
+    charsmap, add_prefix = norm.get(2, b""), norm.get(3, 1)
+    steps = [normalizers.Precompiled(charsmap)] if charsmap else []
+    if norm.get(4, 1): steps += [normalizers.Strip(), normalizers.Replace(Regex(" {2,}"), " ")]
+    if add_prefix: steps.append(normalizers.Prepend(" "))
+    if norm.get(5, 1): steps.append(normalizers.Replace(" ", "▁"))
+    unk_surface = trainer.get(44, " \u2047 ".encode()).decode()       # TrainerSpec.unk_surface
+    decode = [decoders.Replace(unk_piece, unk_surface)] if unk_piece else []
+    if trainer.get(35, 0): decode += [decoders.ByteFallback(), decoders.Fuse()]
+    decode.append(decoders.Metaspace(prepend_scheme="always" if add_prefix else "never",
+                                     split=False))
+    return normalizers.Sequence(steps), decoders.Sequence(decode)
+
+# %% ../nbs/03_tokenizer.ipynb #82cbe540
+@patch_to(SentencePieceTokenizer)
+def to_tokenizers(self) -> tokenizers.Tokenizer:
+    "The sentencepiece model as a `tokenizers` Unigram or BPE pipeline giving the same ids."
+    pieces, trainer = _sp_pieces(self.proto), _sp_spec(self.proto, 2)
+    tok = _sp_model(pieces, trainer)
+    unk = next((p for p, _, t in pieces if t == 2), None)
+    tok.normalizer, tok.decoder = _sp_pipeline(_sp_spec(self.proto, 3), trainer, unk)
+    return tok

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_trainer.ipynb #66567f02
 from __future__ import annotations
-import contextlib, copy, datetime, importlib.util, itertools, json, math, os, shutil, statistics
+import contextlib, copy, datetime, itertools, json, math, os, shutil, statistics
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -13,8 +13,11 @@ import matplotlib.pyplot as plt
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, DistributedType, InitProcessGroupKwargs, set_seed
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+from accelerate.utils import (DataLoaderConfiguration, DistributedType, InitProcessGroupKwargs,
+    LoggerType, set_seed)
 from fastcore.basics import patch_to
+from matplotlib.figure import Figure
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
     get_optimizer_state_dict, set_model_state_dict, set_optimizer_state_dict)
@@ -26,14 +29,13 @@ from tqdm.auto import tqdm
 from .model import DecoderLM, count_targets, physical_memory
 
 # %% auto #0
-__all__ = ['AMP', 'TRACKERS', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'lr_at', 'measure_peak_flops', 'memory_mb',
-           'TrainState', 'checkpoints', 'micro_batch_size', 'dist_timeout', 'adamw_kwargs', 'allow_tf32', 'step_memory',
-           'device_memory', 'check_step_memory', 'fsdp_shard', 'evaluate', 'LostProcessError', 'train', 'load_metrics',
-           'plot_loss']
+__all__ = ['AMP', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'trackers', 'lr_at', 'measure_peak_flops', 'memory_mb',
+           'TrainState', 'checkpoints', 'load_metrics', 'plot_loss', 'save_loss_plot', 'micro_batch_size',
+           'dist_timeout', 'adamw_kwargs', 'allow_tf32', 'step_memory', 'device_memory', 'check_step_memory',
+           'fsdp_shard', 'evaluate', 'LostProcessError', 'train']
 
 # %% ../nbs/05_trainer.ipynb #ce234600
 AMP = ("no", "bf16", "fp16")
-TRACKERS = (None, "tensorboard", "wandb")
 
 @dataclass
 class TrainConfig:
@@ -56,12 +58,12 @@ class TrainConfig:
     log_interval:int=10          # log every this many steps
     save_interval:int|None=None  # checkpoint every this many steps (needs output_dir); None = at the end only
     keep_last:int=2              # checkpoints kept
-    output_dir:str|None=None     # where metrics and checkpoints go; None = nothing is written
+    output_dir:str|None=None     # metrics, loss.png, checkpoints, tracker logs; None = no files
     seed:int=1337                # model-independent randomness: data order, dropout-free training is then deterministic
     num_workers:int=0            # DataLoader worker processes
     compile:bool=False           # torch.compile the model, in one graph (fullgraph=True)
     tf32:bool=True               # CUDA float32 matmuls and convolutions may use TF32
-    log_with:str|None=None       # accelerate tracker: None, "tensorboard" or "wandb"
+    log_with:str|list|None=None  # tracker(s): a name of `trackers()`, "all", or a list; None = none
     ddp:str="auto"               # "auto": data parallel over however many processes accelerate launched; "no": refuse more than one
     fsdp:bool=False              # shard weights, gradients, AdamW state (FSDP2, 2+ processes)
     resume:bool|str=False        # False, True (latest checkpoint in output_dir), "auto" (if one exists), or a checkpoint path
@@ -93,7 +95,6 @@ def _validate(c:TrainConfig):
     c.betas = tuple(c.betas)
     if c.grad_clip is not None and (not _is_num(c.grad_clip) or c.grad_clip <= 0): raise ValueError(f"grad_clip must be a number > 0 or None, got {c.grad_clip!r}")
     if c.amp not in AMP: raise ValueError(f"amp must be one of {AMP}, got {c.amp!r}")
-    if c.log_with not in TRACKERS: raise ValueError(f"log_with must be one of {TRACKERS}, got {c.log_with!r}")
     if c.ddp not in ("auto", "no"): raise ValueError(f"ddp must be 'auto' or 'no', got {c.ddp!r}")
     if not isinstance(c.resume, (bool, str)): raise ValueError(f"resume must be True, False, 'auto' or a checkpoint path, got {c.resume!r}")
     if (c.resume is True or c.resume == "auto") and c.output_dir is None: raise ValueError(f"resume={c.resume!r} looks in output_dir, which is not set")
@@ -102,6 +103,7 @@ def _validate(c:TrainConfig):
         if not isinstance(c.output_dir, (str, os.PathLike)): raise ValueError(f"output_dir must be a path or None, got {type(c.output_dir).__name__}")
         if Path(c.output_dir).exists() and not Path(c.output_dir).is_dir():
             raise ValueError(f"output_dir={str(c.output_dir)!r} is a file, not a directory; give a directory (it is made if missing)")
+    if c.log_with is not None: _check_log_with(c)   # the trackers, below
     if c.peak_flops is not None and (not _is_num(c.peak_flops) or c.peak_flops <= 0): raise ValueError(f"peak_flops must be a number > 0, got {c.peak_flops!r}")
     if c.fsdp is True and c.amp == "fp16":
         raise ValueError("fsdp=True with amp='fp16' is not supported: fp16's loss scaler "
@@ -127,6 +129,39 @@ def from_dict(cls,
     if unknown: raise ValueError(f"unknown train config key(s) {unknown}; known: {known + sorted(TRAIN_ALIASES)}")
     if isinstance(d.get("betas"), list): d["betas"] = tuple(d["betas"])
     return cls(**d)
+
+# %% ../nbs/05_trainer.ipynb #251bcbe7
+def trackers() -> dict[str, bool]:
+    "The tracker names `log_with` takes besides 'all', each with whether it can run here."
+    builtin = {str(t) for t in LoggerType} - {"all"}
+    ready = {str(t) for t in get_available_trackers()}      # built-in, with their package installed
+    return {n: n in ready or n not in builtin for n in sorted(LOGGER_TYPE_TO_CLASS)}   # registered
+
+def _check_log_with(c:TrainConfig):
+    "Refuse unknown trackers, missing packages, and file-writing trackers without output_dir."
+    names = [c.log_with] if isinstance(c.log_with, str) else c.log_with
+    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError("log_with must be a tracker name, a list of them, or None, "
+                         f"got {c.log_with!r}")
+    known = trackers()
+    for n in set(names) - {"all"}:
+        if n not in known:
+            raise ValueError(f"log_with: unknown tracker {n!r}; accelerate knows {sorted(known)} "
+                             "and 'all' (a tracker of your own: register its class with "
+                             "accelerate.tracking.register_tracker_class first)")
+        if not known[n]:
+            raise ValueError(f"log_with={n!r}: accelerate's {n} tracker needs the {n} package, "
+                             f"which is not installed here (pip install {n.replace('_', '-')})")
+    every = {str(t) for t in get_available_trackers()} if "all" in names else set()
+    used = sorted(set(names) - {"all"} | every)
+    if not used:
+        raise ValueError("log_with='all', but none of accelerate's trackers is installed here "
+                         "(pip install tensorboard)")
+    files = [n for n in used if LOGGER_TYPE_TO_CLASS[n].requires_logging_directory]
+    if files and c.output_dir is None:
+        raise ValueError(f"log_with={c.log_with!r}: {files} write their logs into output_dir, "
+                         "which is not set; give output_dir")
+    if not isinstance(c.log_with, str): c.log_with = list(names)
 
 # %% ../nbs/05_trainer.ipynb #1293fa18
 def lr_at(step:int,     # optimizer step, from 0
@@ -255,6 +290,44 @@ def _load_full_state(ckpt:Path, model, opt, main:bool):
     set_model_state_dict(model, weights, options=opts)
     set_optimizer_state_dict(model, opt, moments, options=opts)
 
+# %% ../nbs/05_trainer.ipynb #f57c45b4
+def load_metrics(source, # `train`'s result, a list of records, an output directory or a metrics.jsonl path
+                ) -> list[dict]:
+    "A run's metric records: from `train`'s result, a list of records, or an output directory's metrics.jsonl."
+    if isinstance(source, dict) and "history" in source: return source["history"]
+    if isinstance(source, list): return source
+    path = Path(source) / "metrics.jsonl" if Path(source).is_dir() else Path(source)
+    if not path.exists(): raise FileNotFoundError(f"no metrics at {path}: was the run given an output_dir?")
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+def plot_loss(source,        # anything `load_metrics` reads
+              ax=None,       # matplotlib axes to draw on; None = new ones
+              label:str="",  # prefix of the legend's entries (to compare runs on one axes)
+             ):
+    "Training and validation loss against optimizer steps."
+    recs = load_metrics(source)
+    ax = ax or plt.subplots(figsize=(7, 3))[1]
+    tr = [(r["step"], r["loss"]) for r in recs if "loss" in r]
+    va = [(r["step"], r["val_loss"]) for r in recs if "val_loss" in r]
+    if tr: ax.plot(*zip(*tr), label=f"{label} train".strip())
+    if va: ax.plot(*zip(*va), "o--", label=f"{label} validation".strip())
+    ax.set(xlabel="optimizer step", ylabel="loss (nats/token)")
+    ax.legend()
+    return ax
+
+def save_loss_plot(source, # anything `load_metrics` reads
+                   path,   # the PNG file to write (replaced whole; never left half-written)
+                  ) -> Path:
+    "Draw `plot_loss` into a PNG file, without pyplot (nothing is shown)."
+    fig = Figure(figsize=(7, 3))
+    plot_loss(source, ax=fig.subplots())
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, path)
+    return path
+
 # %% ../nbs/05_trainer.ipynb #90f156ff
 def micro_batch_size(cfg:TrainConfig,  # the run's settings (batch_tokens or batch_size)
                      max_length:int,    # tokens per window
@@ -267,8 +340,6 @@ def micro_batch_size(cfg:TrainConfig,  # the run's settings (batch_tokens or bat
 def _accelerator(cfg:TrainConfig) -> Accelerator:
     if cfg.amp == "fp16" and not torch.cuda.is_available():
         raise ValueError("amp='fp16' needs a CUDA GPU; on a CPU it would silently run in float32. Use amp='bf16' or 'no'")
-    if cfg.log_with and importlib.util.find_spec(cfg.log_with) is None:
-        raise ValueError(f"log_with={cfg.log_with!r} needs the {cfg.log_with} package: pip install {cfg.log_with}")
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
         # accelerate keeps its state per process; a second fit in the same session (a notebook) may change amp,
         # so a single-process run starts from fresh state (distributed runs keep theirs)
@@ -473,6 +544,8 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
     except RuntimeError as e:
         if not _lost_contact(acc, e): raise
         raise run.lost(e) from e
+    finally:   # the trackers keep what was logged (end_training would also end the process group)
+        for tracker in acc.trackers: tracker.finish()
     if shard is not None:   # the caller's model gets the trained weights, whole, on every process
         whole = get_model_state_dict(shard, options=StateDictOptions(full_state_dict=True))
         net.to(acc.device).load_state_dict(whole)
@@ -634,9 +707,9 @@ def log(self, norm):
     "Record a training step: tokens/s over the time spent training since the last record (evaluation and saving left out)."
     loss = self.flush()   # first: the clock then counts the device's work too
     st, now = self.state, time.perf_counter()
-    self.bar.set_postfix(loss=f"{loss:.3f}")
     train_s = max(now - self.t_log - self.paused, 1e-9)
     tps = (st.tokens - self.tokens_at_log) / train_s                  # all processes
+    self.bar.set_postfix({"loss": f"{loss:.3f}", "tokens/s": f"{tps:.0f}"})
     per_device = tps / self.acc.num_processes
     self.record(dict(step=st.step, epoch=st.epoch, tokens=st.tokens, loss=loss, perplexity=math.exp(min(loss, 700)),
                      lr=self.lr_now(), grad_norm=float(norm) if norm is not None else None, tokens_per_s=tps,
@@ -675,33 +748,9 @@ def finish(self, model, val, final:bool) -> dict:
     self.flush()
     if final and val is not None and (self.last_eval is None or self.history[-1].get("val_loss") is None): self.evaluate(model, val)
     if self.out and self.saved_at != self.state.step: self.save()   # not twice for one step
+    if self.out and self.acc.is_main_process: save_loss_plot(self.out, self.out / "loss.png")
     self.bar.close()
-    if self.cfg.log_with: self.acc.end_training()
     train_recs = [r for r in self.history if "loss" in r]
     return dict(steps=self.state.step, epochs=self.state.epoch, tokens=self.state.tokens, completed=final,
                 last=train_recs[-1] if train_recs else None, eval=self.last_eval, history=self.history,
                 output_dir=str(self.out) if self.out else None, resumed_from=str(self.resume_from) if self.resume_from else None)
-
-# %% ../nbs/05_trainer.ipynb #f57c45b4
-def load_metrics(source, # `train`'s result, a list of records, an output directory or a metrics.jsonl path
-                ) -> list[dict]:
-    "A run's metric records: from `train`'s result, a list of records, or an output directory's metrics.jsonl."
-    if isinstance(source, dict) and "history" in source: return source["history"]
-    if isinstance(source, list): return source
-    path = Path(source) / "metrics.jsonl" if Path(source).is_dir() else Path(source)
-    if not path.exists(): raise FileNotFoundError(f"no metrics at {path}: was the run given an output_dir?")
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-
-def plot_loss(source,        # anything `load_metrics` reads
-              ax=None,       # matplotlib axes to draw on; None = new ones
-              label:str="",  # prefix of the legend's entries (to compare runs on one axes)
-             ):
-    "Training and validation loss against optimizer steps."
-    recs = load_metrics(source)
-    ax = ax or plt.subplots(figsize=(7, 3))[1]
-    tr = [(r["step"], r["loss"]) for r in recs if "loss" in r]
-    va = [(r["step"], r["val_loss"]) for r in recs if "val_loss" in r]
-    if tr: ax.plot(*zip(*tr), label=f"{label} train".strip())
-    if va: ax.plot(*zip(*va), "o--", label=f"{label} validation".strip())
-    ax.set_xlabel("optimizer step"); ax.set_ylabel("loss (nats/token)"); ax.legend()
-    return ax

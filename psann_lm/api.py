@@ -4,12 +4,13 @@
 
 # %% ../nbs/07_api.ipynb #03d5cf40
 from __future__ import annotations
-import json, os, shutil, tempfile
+import hashlib, json, os, re, shutil, tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 from fastcore.basics import patch_to
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import DecoderLM, ModelConfig
@@ -18,7 +19,7 @@ from .trainer import TrainConfig, evaluate, plot_loss, train
 from .generation import SamplingConfig, generate_tokens
 
 # %% auto #0
-__all__ = ['MODEL_ALIASES', 'FORMAT', 'PICKLES', 'psannLM']
+__all__ = ['MODEL_ALIASES', 'INIT_SEED', 'FORMAT', 'WEIGHTS', 'PICKLES', 'psannLM']
 
 # %% ../nbs/07_api.ipynb #54e6a889
 MODEL_ALIASES = dict(max_length="max_seq_len", positional_encoding="positional")
@@ -34,15 +35,34 @@ def _model_kwargs(base:str, kwargs:dict) -> dict:
     if unknown: raise TypeError(f"psannLM() got unexpected keyword argument(s) {unknown}; model settings are {sorted(known | set(MODEL_ALIASES))}")
     return kw
 
+# %% ../nbs/07_api.ipynb #4bef37a8
+INIT_SEED = TrainConfig.seed   # the weights' seed when none is given: fit's default seed
+
+def _check_seed(seed):
+    "Refuse a seed torch cannot take."
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+
+def _seeded_net(config:ModelConfig, seed:int) -> DecoderLM:
+    "A new `DecoderLM` made on the CPU, its weights drawn from `seed`; the caller's RNG is kept."
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        if torch.empty(0).device.type == "cpu": return DecoderLM(config)
+        with torch.device("cpu"): return DecoderLM(config)      # a default device set elsewhere
+
+# %% ../nbs/07_api.ipynb #4980f463
 class psannLM:
     "A PSANN language model: configure, fit, evaluate, generate, save and load."
     def __init__(self,
                  base:str="waveresnet", # "waveresnet", "respsann", or a base you registered
+                 seed:int|None=None,    # seeds the initial weights; None: fit's seed, else 1337
                  **model_kwargs):       # ModelConfig's other fields (d_model, n_layers, sine_params, ...; max_length and positional_encoding as aliases)
-        self.model_kwargs = _model_kwargs(base, model_kwargs)
+        if seed is not None: _check_seed(seed)
+        self.model_kwargs, self.seed = _model_kwargs(base, model_kwargs), seed
         self.config = ModelConfig(**{**dict(vocab_size=32000), **self.model_kwargs})  # checked now, built later
         self.net, self.tokenizer, self.history = None, None, []
-        if "vocab_size" in self.model_kwargs: self.net = DecoderLM(self.config)
+        if "vocab_size" in self.model_kwargs:
+            self.net = _seeded_net(self.config, INIT_SEED if seed is None else seed)
 
     def __repr__(self):
         c = self.config
@@ -54,7 +74,9 @@ def _train_kwargs(kwargs:dict) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(kwargs) - known)
     if unknown: raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}; training settings are {sorted(known)}")
-    return TrainConfig(**kwargs)
+    cfg = TrainConfig(**kwargs)
+    _check_seed(cfg.seed)
+    return cfg
 
 @patch_to(psannLM)
 def fit(self,
@@ -71,7 +93,8 @@ def fit(self,
     if self.net is None:
         kw = dict(self.model_kwargs, vocab_size=train_data.vocab_size)
         kw.setdefault("max_seq_len", train_data.max_length)
-        self.config = ModelConfig(**kw); self.net = DecoderLM(self.config)
+        self.config = ModelConfig(**kw)
+        self.net = _seeded_net(self.config, cfg.seed if self.seed is None else self.seed)
     elif self.config.vocab_size < train_data.vocab_size:
         raise ValueError(f"the data's vocabulary ({train_data.vocab_size}) is larger than the model's ({self.config.vocab_size})")
     self.tokenizer = train_data.tokenizer
@@ -262,6 +285,7 @@ def stream(self,
 
 # %% ../nbs/07_api.ipynb #a93f0ce3
 FORMAT = "psann_lm/1"
+WEIGHTS = "model.safetensors"
 PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
 
 def _is_model_dir(d:Path) -> bool:
@@ -269,6 +293,25 @@ def _is_model_dir(d:Path) -> bool:
     try: return json.loads((d / "config.json").read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError): return False
 
+def _sha256(path:Path) -> str:
+    "SHA-256 (hex) of the file at `path`, read in 1 MiB chunks (a large model is never held whole)."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
+
+@patch_to(psannLM)
+def _saved_meta(self, checksums:dict) -> dict:
+    "The content of config.json: format, model, tokenizer, a summary of training, checksums."
+    fits, tok = [r for r in self.history if "loss" in r], self.tokenizer
+    last_eval = next((r for r in reversed(self.history) if "val_loss" in r), None)
+    tokenizer = None if tok is None else dict(path="tokenizer", fingerprint=tok.fingerprint,
+                                              backend=tok.backend)
+    training = dict(steps_logged=len(fits), last=fits[-1] if fits else None, last_eval=last_eval)
+    return dict(format=FORMAT, model=self.config.to_dict(), tokenizer=tokenizer, training=training,
+                checksums=checksums)
+
+# %% ../nbs/07_api.ipynb #b6ac5df6
 @patch_to(psannLM)
 def save(self,
          directory, # new, empty, or holding a model saved earlier (which is replaced)
@@ -282,23 +325,20 @@ def save(self,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        fits = [r for r in self.history if "loss" in r]
-        meta = dict(format=FORMAT, model=self.config.to_dict(),
-                    tokenizer=dict(path="tokenizer", fingerprint=self.tokenizer.fingerprint, backend=self.tokenizer.backend) if self.tokenizer else None,
-                    training=dict(steps_logged=len(fits), last=fits[-1] if fits else None,
-                                  last_eval=next((r for r in reversed(self.history) if "val_loss" in r), None)))
-        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items() if not (self.config.tie_embeddings and k == "head.weight")}
-        save_file(state, str(tmp / "model.safetensors"), metadata=dict(format=FORMAT))
+        save_file(state, str(tmp / WEIGHTS), metadata=dict(format=FORMAT))
+        meta = self._saved_meta({WEIGHTS: _sha256(tmp / WEIGHTS)})   # the bytes as written
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         if self.tokenizer is not None: self.tokenizer.save(tmp / "tokenizer")
-        from .hf import write_hf_files   # transformers' files; imported here, as its import takes seconds
+        from psann_lm.hf import write_hf_files   # transformers' files (its import takes seconds)
         write_hf_files(tmp, self.config, self.tokenizer)
         old = Path(f"{tmp}-old")
         if out.exists(): os.replace(out, old)                        # the earlier model stays whole until the new one is in place
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 # %% ../nbs/07_api.ipynb #bfb43942
@@ -314,6 +354,37 @@ def _device(device) -> torch.device|None:
     if dev.type == "cuda" and not torch.cuda.is_available(): raise ValueError(f"device={device!r}, but CUDA is not available here; use device='cpu'")
     return dev
 
+# %% ../nbs/07_api.ipynb #4f54234a
+_AGAIN = "save the model again, or download it again"   # what to do about a damaged file
+
+def _checksums(meta:dict, where:Path) -> dict:
+    "config.json's checksums, checked: {file name: SHA-256}; {} for a model saved before they were."
+    sums = meta.get("checksums")
+    if sums is None: return {}
+    digest = lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None
+    named = isinstance(sums, dict) and WEIGHTS in sums
+    if not (named and all(_is_name(k) and digest(v) for k, v in sums.items())):
+        raise ValueError(f"{where}: checksums must map {WEIGHTS!r} (and other file names of the "
+                         f"directory) to SHA-256 hex digests, got {sums!r:.120}; {_AGAIN}")
+    return sums
+
+def _check_files(d:Path, sums:dict):
+    "Refuse weights that are not safetensors, and a file whose SHA-256 is not the one recorded."
+    try:
+        with safe_open(str(d / WEIGHTS), "pt"): pass       # the header, which lays out the tensors
+    except (OSError, SafetensorError) as e:
+        raise ValueError(f"{d / WEIGHTS} could not be read as safetensors ({e}): the file is "
+                         f"damaged or not psann_lm weights; {_AGAIN}") from None
+    for name, want in sums.items():
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d / name} is missing, though config.json records its "
+                                    f"checksum; {_AGAIN}")
+        if _sha256(d / name) != want:
+            raise ValueError(f"{d / name} is corrupt: its SHA-256 is not the one recorded in "
+                             "config.json when the model was saved (the file changed since: "
+                             f"damaged or truncated); {_AGAIN}")
+
+# %% ../nbs/07_api.ipynb #f0c9a384
 @patch_to(psannLM, cls_method=True)
 def load(cls,
          directory,   # a directory written by `save`
@@ -337,11 +408,14 @@ def load(cls,
         where = tok.get("path") if isinstance(tok, dict) else tok
         raise ValueError(f"{d / 'config.json'}: tokenizer path {where!r} is not the name of a directory inside the model directory "
                          "(load reads nothing outside it), or its fingerprint is missing")
+    sums = _checksums(meta, d / "config.json")
     try: config = ModelConfig.from_dict(meta["model"])
     except ValueError as e: raise ValueError(f"{d / 'config.json'}: {e}") from None
+    _check_files(d, sums)                                            # before the weights are used
     m = cls(**config.to_dict())                                      # vocab_size is given, so this builds the network
-    try: state = load_file(str(d / "model.safetensors"), device=str(dev or "cpu"))
-    except Exception as e: raise ValueError(f"{d / 'model.safetensors'} could not be read as safetensors: {e}") from None
+    try: state = load_file(str(d / WEIGHTS), device=str(dev or "cpu"))
+    except (OSError, SafetensorError) as e:
+        raise ValueError(f"{d / WEIGHTS} could not be read as safetensors: {e}; {_AGAIN}") from None
     if m.config.tie_embeddings and "embed.weight" in state: state["head.weight"] = state["embed.weight"]
     try: m.net.load_state_dict(state, strict=True)
     except RuntimeError as e: raise ValueError(f"{d / 'model.safetensors'} does not match config.json: {str(e)[:500]}") from None

@@ -12,7 +12,7 @@ import torch
 import yaml
 from accelerate import PartialState
 
-from .api import MODEL_ALIASES, _model_kwargs, psannLM
+from .api import MODEL_ALIASES, _check_seed, _model_kwargs, psannLM
 from .dataprep import _check_args, _check_reading, _is_tokenizer_path, default_corpus, make_corpus, psannLMDataPrep
 from .tokenizer import check_train_settings
 from .model import ModelConfig
@@ -55,6 +55,7 @@ def _in_section(section:str, e:Exception, keys) -> Exception:
 
 def _check_model(model:dict):
     kw = dict(model)
+    if (seed := kw.pop("seed", None)) is not None: _check_seed(seed)
     ModelConfig(**{"vocab_size": 32000, **_model_kwargs(kw.pop("base", "waveresnet"), kw)})   # psannLM's check, nothing built
 
 def _source_list(srcs) -> list:
@@ -105,7 +106,7 @@ def load_config(path=None,                # the YAML file; None = only overrides
     for s in SECTIONS:
         cfg[s] = cfg.get(s) or {}
         if not isinstance(cfg[s], dict): raise ValueError(f"section {s!r} must be a mapping of settings")
-    valid = dict(model=sorted({f.name for f in fields(ModelConfig)} | set(MODEL_ALIASES)), data=DATA_KEYS,
+    valid = dict(model=sorted({f.name for f in fields(ModelConfig)} | set(MODEL_ALIASES) | {"seed"}), data=DATA_KEYS,
                  train=sorted({f.name for f in fields(TrainConfig)} | set(TRAIN_ALIASES)))
     for s in SECTIONS:
         bad = sorted(set(cfg[s]) - set(valid[s]))
@@ -123,6 +124,7 @@ def check_fits(cfg:dict, # a config from `load_config`
               ):
     "Refuse a run whose micro-batch cannot fit on this launch's device, from the config alone (nothing read or built)."
     model, data = dict(cfg["model"]), cfg["data"]
+    model.pop("seed", None)
     L = data.get("max_length", 1024)
     model.setdefault("vocab_size", data.get("vocab_size", 8192))
     model["max_seq_len"] = max(L, model.get("max_seq_len") or L)
@@ -149,7 +151,8 @@ def run_config(cfg:dict, # a config from `load_config`
     for alias, name in TRAIN_ALIASES.items():
         if alias in train_kw: train_kw[name] = train_kw.pop(alias)
     if "max_seq_len" not in model_kw and "max_length" not in model_kw: model_kw["max_seq_len"] = data.max_length
-    model = psannLM(**model_kw).fit(data, **train_kw)
+    seed = model_kw.pop("seed", None)                               # model.seed, else train.seed, else 1337
+    model = psannLM(**model_kw, seed=train_kw.get("seed") if seed is None else seed).fit(data, **train_kw)
     out = train_kw.get("output_dir")
     if out and PartialState().is_main_process: model.save(Path(out) / "model")
     return model
@@ -166,7 +169,8 @@ def train_cli(argv=None, # command-line arguments; None = sys.argv[1:]
     args = ap.parse_args(argv)
     try: check_fits(cfg := load_config(args.config, args.overrides))
     except (ValueError, FileNotFoundError) as e: ap.exit(2, f"psann-lm-train: {e}\n")
-    res = run_config(cfg).last_fit
+    try: res = run_config(cfg).last_fit
+    except (ValueError, FileNotFoundError) as e: ap.exit(2, f"psann-lm-train: {e}\n")   # refused input, e.g. a bad row
     if not PartialState().is_main_process: return   # one summary, by the process that saved
     ev, out = res["eval"], res["output_dir"]
     if ev: print(f"validation loss {ev['loss']:.3f}, perplexity {ev['perplexity']:.1f}")
@@ -178,8 +182,6 @@ DEMO_PROMPTS = ("Return the number of", "If the file does not exist,", "This mod
 def run_demo(out:str="runs/demo",   # where metrics, the loss plot, checkpoints and the model go
              epochs:float=2.0):     # passes over the corpus
     "Train a small model on the standard library's docstrings and print continuations (about two minutes on a 2-core CPU)."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     print("psann_lm demo: a small WaveResNet on the standard library's docstrings (an offline corpus every Python has)\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -192,7 +194,6 @@ def run_demo(out:str="runs/demo",   # where metrics, the loss plot, checkpoints 
           f"{res['last']['tokens_per_s']:.0f} tokens/s\n")
     for prompt in DEMO_PROMPTS:
         print(f"{prompt!r} → {model.generate(prompt, max_new_tokens=40, temperature=0.7, top_p=0.9, seed=0)!r}")
-    ax = model.plot_loss(); plt.tight_layout(); plt.savefig(Path(out) / "loss.png", dpi=120); plt.close()
     model.save(Path(out) / "model")
     print(f"\nwritten to {out}/: metrics.jsonl, loss.png, checkpoints/, model/ (psannLM.load('{out}/model') loads it)")
 

@@ -382,7 +382,7 @@ class _Texts(_Rows):
     def __init__(self, texts:list[str]): self.strings = texts
     @property
     def size(self) -> int: return sum(map(len, self.strings))
-    def __repr__(self): return f"{len(self.strings)} texts"
+    def __repr__(self): return f"{len(self.strings)} text{'s' * (len(self.strings) != 1)}"
     def texts(self, errors=None) -> Iterator[str]: return iter(self.strings)
     def digest(self, doc_sep, errors) -> str:
         h = hashlib.sha256(b"texts")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_hf.ipynb #ceb1c74e
 from __future__ import annotations
-import json, os
+import hashlib, json, os
 from pathlib import Path
 
 import torch
@@ -285,11 +285,47 @@ def save_pretrained(self,
     if not is_main_process: return
     d = Path(save_directory)
     d.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
-              str(d / ".model.safetensors.tmp"), metadata=dict(format=self.config.format))
-    os.replace(d / ".model.safetensors.tmp", d / "model.safetensors")
+    tmp = d / ".model.safetensors.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp),
+              metadata=dict(format=self.config.format))
+    checksums = {"model.safetensors": _sha256(tmp)}        # the bytes as written, as psannLM.save
+    os.replace(tmp, d / "model.safetensors")
     c = self.config
-    meta = dict(format=c.format, model=c.model, tokenizer=None, training=c.training)
+    meta = dict(format=c.format, model=c.model, tokenizer=None, training=c.training,
+                checksums=checksums)
     ids = {k: getattr(c, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
     for name, text in _hf_files(meta, c.model_config, None, ids).items():
         _write_whole(d / name, text)
+
+# %% ../nbs/07a_hf.ipynb #b455c16a
+def _sha256(path:Path) -> str:
+    "SHA-256 (hex) of the file at `path`, read in 1 MiB chunks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
+
+def _check_weights(d:Path):
+    "Refuse a directory whose files differ from the SHA-256 digests its config.json records."
+    try: sums = json.loads((d / "config.json").read_text()).get("checksums") or {}
+    except (OSError, ValueError, AttributeError): return   # transformers says what is wrong with it
+    if not isinstance(sums, dict):
+        raise ValueError(f"{d / 'config.json'}: checksums must map file names to SHA-256 digests")
+    for name, want in sums.items():
+        path = d / Path(str(name)).name                         # nothing outside the directory
+        if path.is_file() and _sha256(path) != want:
+            raise ValueError(f"{path} is corrupt: its SHA-256 is not the one recorded in "
+                             "config.json when the model was saved (the file changed since: "
+                             "damaged or truncated); save the model again, or download it again")
+
+# %% ../nbs/07a_hf.ipynb #def657b0
+@patch_to(PsannLMForCausalLM, cls_method=True)
+def from_pretrained(cls,
+                    pretrained_model_name_or_path, # a directory psannLM.save wrote, or a Hub id
+                    *model_args,                   # passed on to transformers
+                    **kwargs):                     # transformers' options (subfolder, dtype, ...)
+    "transformers' `from_pretrained`, after checking a local directory's weights' SHA-256."
+    where = pretrained_model_name_or_path
+    if where is not None and (d := Path(where) / (kwargs.get("subfolder") or "")).is_dir():
+        _check_weights(d)
+    return super(PsannLMForCausalLM, cls).from_pretrained(where, *model_args, **kwargs)

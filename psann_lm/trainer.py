@@ -4,9 +4,9 @@
 
 # %% ../nbs/05_trainer.ipynb #66567f02
 from __future__ import annotations
-import contextlib, copy, datetime, itertools, json, math, os, shutil, statistics
-import time
-from dataclasses import asdict, dataclass, fields
+import contextlib, copy, datetime, errno, hashlib, itertools, json, math, os, re, shutil, signal
+import statistics, sys, threading, time, warnings
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,7 +15,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 from accelerate.utils import (DataLoaderConfiguration, DistributedType, InitProcessGroupKwargs,
-    LoggerType, set_seed)
+    LoggerType, broadcast_object_list, set_seed)
 from fastcore.basics import patch_to
 from matplotlib.figure import Figure
 from safetensors.torch import load_file, save_file
@@ -28,11 +28,14 @@ from tqdm.auto import tqdm
 
 from .model import DecoderLM, count_targets, physical_memory
 
+try: import resource   # Unix: the file-size limit (ulimit -f) a failed write may have hit
+except ImportError: resource = None
+
 # %% auto #0
 __all__ = ['AMP', 'TRAIN_ALIASES', 'DIST_TIMEOUT_S', 'TrainConfig', 'trackers', 'lr_at', 'measure_peak_flops', 'memory_mb',
            'TrainState', 'checkpoints', 'load_metrics', 'plot_loss', 'save_loss_plot', 'micro_batch_size',
            'dist_timeout', 'adamw_kwargs', 'allow_tf32', 'step_memory', 'device_memory', 'check_step_memory',
-           'fsdp_shard', 'evaluate', 'LostProcessError', 'train']
+           'fsdp_shard', 'evaluate', 'LostProcessError', 'TrainingStopped', 'train']
 
 # %% ../nbs/05_trainer.ipynb #ce234600
 AMP = ("no", "bf16", "fp16")
@@ -66,7 +69,7 @@ class TrainConfig:
     log_with:str|list|None=None  # tracker(s): a name of `trackers()`, "all", or a list; None = none
     ddp:str="auto"               # "auto": data parallel over however many processes accelerate launched; "no": refuse more than one
     fsdp:bool=False              # shard weights, gradients, AdamW state (FSDP2, 2+ processes)
-    resume:bool|str=False        # False, True (latest checkpoint in output_dir), "auto" (if one exists), or a checkpoint path
+    resume:bool|str=False        # False, True (latest), "auto" (if any), "force" (new data), a path
     peak_flops:float|None=None   # FLOP/s used for MFU; None = measured with a matmul at start
     progress:bool=True           # tqdm bar on the main process
 
@@ -96,8 +99,11 @@ def _validate(c:TrainConfig):
     if c.grad_clip is not None and (not _is_num(c.grad_clip) or c.grad_clip <= 0): raise ValueError(f"grad_clip must be a number > 0 or None, got {c.grad_clip!r}")
     if c.amp not in AMP: raise ValueError(f"amp must be one of {AMP}, got {c.amp!r}")
     if c.ddp not in ("auto", "no"): raise ValueError(f"ddp must be 'auto' or 'no', got {c.ddp!r}")
-    if not isinstance(c.resume, (bool, str)): raise ValueError(f"resume must be True, False, 'auto' or a checkpoint path, got {c.resume!r}")
-    if (c.resume is True or c.resume == "auto") and c.output_dir is None: raise ValueError(f"resume={c.resume!r} looks in output_dir, which is not set")
+    if not isinstance(c.resume, (bool, str)):
+        raise ValueError("resume must be True, False, 'auto', 'force' or a checkpoint path, "
+                         f"got {c.resume!r}")
+    if (c.resume is True or c.resume in ("auto", "force")) and c.output_dir is None:
+        raise ValueError(f"resume={c.resume!r} looks in output_dir, which is not set")
     if c.save_interval is not None and c.output_dir is None: raise ValueError("save_interval needs output_dir: checkpoints are written there")
     if c.output_dir is not None:
         if not isinstance(c.output_dir, (str, os.PathLike)): raise ValueError(f"output_dir must be a path or None, got {type(c.output_dir).__name__}")
@@ -231,32 +237,6 @@ def _discard(ckpt:Path):
     os.replace(ckpt, aside)
     shutil.rmtree(aside, ignore_errors=True)
 
-def _resolve_resume(cfg:TrainConfig) -> Path|None:
-    if cfg.resume is False: return None
-    if cfg.resume in (True, "auto"):
-        found = checkpoints(cfg.output_dir)
-        if found: return found[-1]
-        if cfg.resume is True: raise FileNotFoundError(f"resume=True but {cfg.output_dir}/checkpoints holds no checkpoint; use resume='auto' to start fresh when there is none")
-        return None
-    p = Path(cfg.resume)
-    if not (p.is_dir() and (p / "psann_state.json").exists()): raise FileNotFoundError(f"resume={cfg.resume!r} is not a checkpoint directory written by psann_lm")
-    return p
-
-def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState, sharded:tuple|None=None):
-    root = Path(cfg.output_dir) / "checkpoints"
-    final, tmp = root / f"step_{state.step:08d}", root / f".tmp-step_{state.step:08d}"
-    if acc.is_main_process:
-        for old in root.glob(".tmp-*"): shutil.rmtree(old, ignore_errors=True)
-    acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    if sharded is not None: _save_full_state(acc, tmp, *sharded)   # FSDP: model, optimizer
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        (tmp / "psann_state.json").write_text(json.dumps(dict(state=state.state_dict(), config=asdict(cfg)), indent=1, default=str))
-        if final.exists(): _discard(final)             # a checkpoint of this step from an earlier run in the same directory
-        os.replace(tmp, final)
-        for old in checkpoints(cfg.output_dir)[:-cfg.keep_last]: _discard(old)
-    acc.wait_for_everyone()
 
 # %% ../nbs/05_trainer.ipynb #ab6577cc
 _WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)   # gathered onto the main process
@@ -289,6 +269,186 @@ def _load_full_state(ckpt:Path, model, opt, main:bool):
     opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(model, weights, options=opts)
     set_optimizer_state_dict(model, opt, moments, options=opts)
+
+# %% ../nbs/05_trainer.ipynb #56527d55
+def _file_record(p:Path) -> dict:
+    "A file's size and SHA-256, as `psann_state.json` lists them."
+    with open(p, "rb") as f: digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return dict(bytes=p.stat().st_size, sha256=digest)
+
+def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState, sharded:tuple|None=None,
+                     identity:dict|None=None):
+    "Write checkpoint `step_XXXXXXXX` whole or not at all, its files listed; keep `keep_last`."
+    root = Path(cfg.output_dir) / "checkpoints"
+    final, tmp = root / f"step_{state.step:08d}", root / f".tmp-step_{state.step:08d}"
+    if acc.is_main_process:
+        for old in root.glob(".tmp-*"): shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+    def write():    # every process its random states; the main one the model, optimizer, counters
+        acc.save_state(str(tmp))
+        if sharded is not None: _save_full_state(acc, tmp, *sharded)   # FSDP: model, optimizer
+    def commit():   # the main process: the file list, then the atomic rename
+        if not acc.is_main_process: return
+        files = {str(p.relative_to(tmp)): _file_record(p) for p in sorted(tmp.rglob("*"))
+                 if p.is_file()}
+        meta = dict(state=state.state_dict(), config=asdict(cfg), **(identity or {}), files=files)
+        (tmp / "psann_state.json").write_text(json.dumps(meta, indent=1, default=str))
+        if final.exists(): _discard(final)   # this step's checkpoint from an earlier run here
+        os.replace(tmp, final)
+    _all_processes(acc, write, tmp, cfg)
+    _all_processes(acc, commit, tmp, cfg)
+    if acc.is_main_process:
+        for old in checkpoints(cfg.output_dir)[:-cfg.keep_last]: _discard(old)
+    acc.wait_for_everyone()
+
+# %% ../nbs/05_trainer.ipynb #86c46387
+def _all_processes(acc:Accelerator, write, ckpt:Path, cfg:TrainConfig):
+    "Run `write` on every process; if it fails on any, remove the unfinished `ckpt`, raise on all."
+    error = None
+    try: write()
+    except Exception as e:
+        if _lost_contact(acc, e): raise
+        error = e
+    failed = error is not None
+    if acc.num_processes > 1:   # one all-reduce, which is also the barrier the next phase needs
+        failed = bool(acc.reduce(torch.tensor(float(failed), device=acc.device), "sum") > 0)
+    if not failed: return
+    if acc.is_main_process: shutil.rmtree(ckpt, ignore_errors=True)
+    why = (_disk_cause(ckpt, error) if error is not None
+           else "another process could not write its part (see its error)")
+    last = checkpoints(cfg.output_dir)
+    after = (f"the previous checkpoint {last[-1]} is intact: make room and relaunch with "
+             "resume='auto' to continue from it" if last else "no earlier checkpoint exists")
+    message = f"could not write the checkpoint {ckpt}: {why}. It was removed; {after}"
+    raise OSError(message) from error
+
+# %% ../nbs/05_trainer.ipynb #2715b3f9
+def _file_size_limit() -> int|None:
+    "The soft limit on a file's size (`ulimit -f`, RLIMIT_FSIZE) in bytes; None when there is none."
+    if resource is None: return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+def _disk_cause(path:Path, e:BaseException) -> str:
+    "Why a write under `path` failed: a full disk, a quota or a file-size limit when that is it."
+    code = getattr(e, "errno", None)
+    said = re.search(r"os error (\d+)", str(e))   # how safetensors reports it
+    if code is None and said: code = int(said.group(1))
+    free = shutil.disk_usage(next(p for p in [path, *path.parents] if p.exists())).free
+    limit = _file_size_limit()
+    if code is None and free < 2**20: code = errno.ENOSPC   # torch.save's writer names no cause
+    if code is None and limit is not None: code = errno.EFBIG
+    size_limit = f" (ulimit -f) of {limit:,} bytes" if limit else ""
+    cause = {errno.ENOSPC: f"disk full: no space left on the device ({free:,} bytes free)",
+             errno.EDQUOT: "disk quota exceeded",
+             errno.EFBIG: f"file too large: a file reached the size limit{size_limit}"}
+    return f"{cause.get(code, type(e).__name__)} [{str(e).strip()[:200]}]"
+
+# %% ../nbs/05_trainer.ipynb #930143cf
+def _resolve_resume(cfg:TrainConfig) -> list[Path]:
+    "The checkpoints `cfg.resume` may continue from, newest first: none, the run's, or one named."
+    if cfg.resume is False: return []
+    if cfg.resume in (True, "auto", "force"):
+        found = checkpoints(cfg.output_dir)[::-1]
+        if found or cfg.resume == "auto": return found
+        raise FileNotFoundError(f"resume={cfg.resume!r} but {cfg.output_dir}/checkpoints holds no "
+                                "checkpoint; use resume='auto' to start fresh when there is none")
+    p = Path(cfg.resume)
+    if not (p.is_dir() and (p / "psann_state.json").exists()):
+        raise FileNotFoundError(f"resume={cfg.resume!r} is not a checkpoint directory written by "
+                                "psann_lm")
+    return [p]
+
+def _damage(ckpt:Path) -> str|None:
+    "What is wrong with checkpoint `ckpt` (a file missing, cut short or changed); None if whole."
+    try: meta = json.loads((ckpt / "psann_state.json").read_text())
+    except (OSError, ValueError) as e:
+        return f"its psann_state.json cannot be read ({type(e).__name__})"
+    if not isinstance(meta, dict): return "its psann_state.json is not a psann_lm record"
+    for name, want in (meta.get("files") or {}).items():   # none listed: written before checksums
+        p = ckpt / name
+        if not p.is_file(): return f"{name} is missing"
+        size = p.stat().st_size
+        if size != want["bytes"]:
+            return f"{name} has {size:,} bytes, not the {want['bytes']:,} written"
+        if _file_record(p)["sha256"] != want["sha256"]:
+            return f"{name} does not match its SHA-256 (changed since it was written)"
+    return None
+
+# %% ../nbs/05_trainer.ipynb #18778e90
+def _first_intact(found:list[Path], named:bool) -> list:
+    "[the newest whole checkpoint, None] or [None, why not]; damaged ones skipped unless `named`."
+    damaged = []
+    for ckpt in found:
+        why = _damage(ckpt)
+        if why is None: return [str(ckpt), None]
+        if named: return [None, f"resume={str(ckpt)!r} is a damaged checkpoint: {why}; give "
+                                "another, resume='auto' for the newest intact one, or resume=False"]
+        warnings.warn(f"checkpoint {ckpt} is damaged ({why}); skipped for the one before it",
+                      stacklevel=4)
+        damaged.append(f"{ckpt.name}: {why}")
+    if not damaged: return [None, None]
+    return [None, f"every checkpoint in {found[0].parent} is damaged ({'; '.join(damaged)}); "
+                  "move them aside to start fresh, or train into a new output_dir"]
+
+def _pick_resume(acc:Accelerator, cfg:TrainConfig, found:list[Path]) -> Path|None:
+    "The checkpoint to resume from: checked by the main process (each file's checksum), for all."
+    named = cfg.resume not in (True, "auto", "force")
+    pick = _first_intact(found, named) if acc.is_main_process else [None, None]
+    if acc.num_processes > 1: pick = broadcast_object_list(pick)
+    if pick[1]: raise ValueError(pick[1])
+    return Path(pick[0]) if pick[0] else None
+
+# %% ../nbs/05_trainer.ipynb #33299029
+def _identity(net, data, dataset, max_length:int) -> dict:
+    "What a checkpoint records of its run, for a resume to check: model, tokenizer, data."
+    config = getattr(net, "config", None)
+    model = None
+    if is_dataclass(config):   # grad_checkpoint changes no number
+        model = {k: v for k, v in asdict(config).items() if k != "grad_checkpoint"}
+    meta = getattr(data, "meta", None) or {}
+    settings = dict(corpus=meta.get("key"), max_length=max_length, windows=len(dataset),
+                    pack_sequences=getattr(data, "pack_sequences", None),
+                    doc_masking=getattr(data, "doc_masking", None))
+    tokenizer = getattr(getattr(data, "tokenizer", None), "fingerprint", None)
+    record = dict(model=model, tokenizer=tokenizer, data=settings)
+    return json.loads(json.dumps(record, default=str))   # as psann_state.json will hold it
+
+def _differences(saved:dict, now:dict) -> list[tuple]:
+    "(setting, then, now) for each recorded setting that differs; the unrecorded are not compared."
+    out = []
+    for part in ("model", "tokenizer", "data"):
+        a, b = saved.get(part), now.get(part)
+        if a is None or b is None: continue
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            if a != b: out.append((part, a, b))
+            continue
+        out += [(f"{part}.{k}", a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+                if a.get(k) != b.get(k)]
+    return out
+
+# %% ../nbs/05_trainer.ipynb #518a857b
+def _short(v) -> str:
+    "A setting's value for a message: fingerprints and keys cut to their first 10 characters."
+    return repr(v[:10] + "…") if isinstance(v, str) and len(v) > 16 else repr(v)
+
+def _check_resume(ckpt:Path, identity:dict, force:bool, named:bool=False, main:bool=True):
+    "Refuse to resume from `ckpt` a run whose model, tokenizer or data (unless `force`) differ."
+    diffs = _differences(json.loads((ckpt / "psann_state.json").read_text()), identity)
+    if not diffs: return
+    said = ", ".join(f"{k} {_short(a)} → {_short(b)}" for k, a, b in diffs)
+    fixed = [k for k, _, _ in diffs if not k.startswith("data")]
+    if force and not fixed:
+        if main: warnings.warn(f"resume='force': continuing from {ckpt} on changed data ({said})",
+                               stacklevel=3)
+        return
+    ways = ("resume from a checkpoint of this run, or start fresh with resume=False" if named
+            else f"start fresh in a new output_dir (or move {ckpt.parent} aside)")
+    if fixed: ways += "; a checkpoint never continues with another model or tokenizer"
+    else: ways += (", or continue on the changed data deliberately with resume='force'"
+                   + (" (it takes the latest checkpoint in output_dir)" if named else ""))
+    raise ValueError(f"cannot resume from {ckpt}: this run differs from the one that wrote it: "
+                     f"{said}. To go on, {ways}")
 
 # %% ../nbs/05_trainer.ipynb #f57c45b4
 def load_metrics(source, # `train`'s result, a list of records, an output directory or a metrics.jsonl path
@@ -324,7 +484,10 @@ def save_loss_plot(source, # anything `load_metrics` reads
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=120)
+    try: fig.savefig(tmp, format="png", dpi=120)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return path
 
@@ -494,13 +657,64 @@ def _eval_set(val_data, data):
     if val_data is None: return getattr(data, "val_dataset", None)
     return getattr(val_data, "val_dataset", None) or getattr(val_data, "dataset", None) or val_data
 
+
+# %% ../nbs/05_trainer.ipynb #dfbc3655
+class TrainingStopped(SystemExit):
+    "Training stopped by SIGTERM or SIGINT after a whole, saved step; uncaught: exit `code`."
+    def __init__(self, message:str,       # the line `train` printed: signal, step, checkpoint
+                 sig:str,                  # the signal's name: "SIGTERM" or "SIGINT"
+                 step:int,                 # the last optimizer step done, the one saved
+                 checkpoint:str|None,      # the checkpoint of that step; None without an output_dir
+                 result:dict):             # `train`'s summary of the run so far (not `completed`)
+        super().__init__(message)
+        self.code = 128 + int(signal.Signals[sig])   # as shells report it: 143 SIGTERM, 130 SIGINT
+        self.sig, self.step, self.checkpoint, self.result = sig, step, checkpoint, result
+
+# %% ../nbs/05_trainer.ipynb #52e94a80
+class _StopSignals:
+    "In the main thread: SIGTERM and SIGINT set `received`; a repeat after `repeat_s` ends it all."
+    NAMES = ("SIGTERM", "SIGINT")
+    def __init__(self, repeat_s:float=1.0):
+        self.received, self.at, self.repeat_s, self.previous = None, 0.0, repeat_s, {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread(): return self   # only there
+        for name in self.NAMES:
+            sig = getattr(signal, name)
+            prev = signal.getsignal(sig)
+            if prev in (signal.SIG_IGN, None): continue   # ignored stays so; None: set outside
+            self.previous[sig] = prev
+            signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, sig, frame):
+        if self.received is None:
+            self.received, self.at = signal.Signals(sig).name, time.monotonic()
+            return
+        if time.monotonic() - self.at < self.repeat_s: return   # the same request, from a launcher
+        prev = self.previous.get(sig, signal.SIG_DFL)
+        self.restore()
+        if callable(prev): prev(sig, frame)   # Python's SIGINT handler: KeyboardInterrupt
+        else: signal.raise_signal(sig)        # the default action: the process ends
+
+    def restore(self):
+        for sig, prev in self.previous.items(): signal.signal(sig, prev)
+        self.previous = {}
+
+    def __exit__(self, *exc): self.restore()
+
+def _workers_leave_signals(worker_id:int):
+    "A DataLoader worker ignores SIGTERM and SIGINT: the main process stops it after the step."
+    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, signal.SIG_IGN)
+
+# %% ../nbs/05_trainer.ipynb #a8edf2d9
 def train(model:DecoderLM,                 # the network (its config's max_seq_len must cover the data's max_length)
           data,                            # a psannLMDataPrep (its .dataset is trained on, its .val_dataset evaluated)
           config:TrainConfig|None=None,    # the run's settings; None = TrainConfig()
           val_data=None,                   # a psannLMDataPrep or dataset to evaluate on instead of data.val_dataset
           stop_at_step:int|None=None,      # return early after this optimizer step, as a pre-empted job would (tests, drills)
           ) -> dict:
-    "Train `model` on `data`; return the run's summary (steps, tokens, last metrics, evaluation, where things were written)."
+    "Train `model` on `data`; return the run's summary (on SIGTERM, SIGINT: raise `TrainingStopped`)."
     cfg = config or TrainConfig()
     if not isinstance(model, torch.nn.Module): raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dataset, val = getattr(data, "dataset", data), _eval_set(val_data, data)
@@ -508,8 +722,13 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
     net = getattr(model, "module", model)
     if hasattr(net, "config") and max_length > net.config.max_seq_len:
         raise ValueError(f"the data's max_length={max_length} exceeds the model's max_seq_len={net.config.max_seq_len}")
-    resume_from = _resolve_resume(cfg)
+    found = _resolve_resume(cfg)
     acc = _accelerator(cfg)
+    resume_from = _pick_resume(acc, cfg, found)          # intact: every file matches its checksum
+    identity = _identity(net, data, dataset, max_length)
+    if resume_from is not None:                           # the same model, tokenizer and data
+        named = cfg.resume not in (True, "auto", "force")
+        _check_resume(resume_from, identity, cfg.resume == "force", named, acc.is_main_process)
     bs = micro_batch_size(cfg, max_length, acc.num_processes)
     if hasattr(net, "config"):
         masked = "document_ids" in dataset[0] or "attention_mask" in dataset[0]
@@ -518,8 +737,9 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
     allow_tf32(cfg.tf32, acc.device)
     if cfg.grad_checkpoint and hasattr(net, "config"): net.config.grad_checkpoint = True
     cuda = acc.device.type == "cuda"
+    init = _workers_leave_signals if cfg.num_workers else None
     dl = DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=cfg.num_workers,
-                    drop_last=False, pin_memory=cuda)
+                    drop_last=False, pin_memory=cuda, worker_init_fn=init)
     shard = fsdp_shard(net, acc.device) if cfg.fsdp else None
     if shard is not None: model = shard
     owner = net if shard is None else shard
@@ -538,17 +758,19 @@ def train(model:DecoderLM,                 # the network (its config's max_seq_l
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(2000, max(1, round(0.05 * total)))
     min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10
-    run = _Run(acc, cfg, net, state, total, max_length, bs, resume_from, shard)
+    run = _Run(acc, cfg, net, state, total, max_length, bs, resume_from, shard, identity)
     lr_fn = lambda s: lr_at(s, total, cfg.lr, min_lr, warmup)
-    try: res = run.loop(model, opt, dl, val, lr_fn, stop_at_step)
-    except RuntimeError as e:
-        if not _lost_contact(acc, e): raise
-        raise run.lost(e) from e
-    finally:   # the trackers keep what was logged (end_training would also end the process group)
-        for tracker in acc.trackers: tracker.finish()
+    with _StopSignals() as run.stop:   # SIGTERM, SIGINT: finish the step, save it, stop
+        try: res = run.loop(model, opt, dl, val, lr_fn, stop_at_step)
+        except RuntimeError as e:
+            if not _lost_contact(acc, e): raise
+            raise run.lost(e) from e
+        finally:   # trackers keep what was logged (end_training would end the process group too)
+            for tracker in acc.trackers: tracker.finish()
     if shard is not None:   # the caller's model gets the trained weights, whole, on every process
         whole = get_model_state_dict(shard, options=StateDictOptions(full_state_dict=True))
         net.to(acc.device).load_state_dict(whole)
+    if res["stopped"]: raise run.stopped(res)
     return res
 
 # %% ../nbs/05_trainer.ipynb #4569d7b7
@@ -565,9 +787,11 @@ def _keep_metrics_until(path:Path, step:int):
     tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, path)
 
 class _Run:
-    def __init__(self, acc, cfg, net, state, total, max_length, bs, resume_from, shard=None):
+    def __init__(self, acc, cfg, net, state, total, max_length, bs, resume_from, shard=None,
+                 identity=None):
         self.acc, self.cfg, self.net, self.state, self.total, self.L, self.bs = acc, cfg, net, state, total, max_length, bs
-        self.shard, self.last_loss = shard, None
+        self.shard, self.last_loss, self.identity = shard, None, identity
+        self.stop, self.stopping = _StopSignals(), None   # `train` installs them; the one obeyed
         self.pending = []   # (loss, tokens) of the steps not yet brought to the host
         self.out = Path(cfg.output_dir) if cfg.output_dir else None
         self.flops = net.flops_per_token(max_length) if hasattr(net, "flops_per_token") else None
@@ -600,10 +824,18 @@ class _Run:
             + (f"The last checkpoint is {last}; relaunch every process with resume='auto' to continue from it" if last else "No checkpoint was saved")
             + f". ({str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__})")
 
+    def write_failed(self, path:Path, e:OSError) -> OSError:
+        last = self.last_checkpoint()
+        after = (f"The last checkpoint {last} is intact: make room and relaunch with "
+                 "resume='auto' to continue from it" if last else "No checkpoint was saved")
+        return OSError(f"could not write {path}: {_disk_cause(path, e)}. {after}")
+
     def record(self, rec:dict):
         self.history.append(rec)
         if self.acc.is_main_process and self.out:
-            with open(self.out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+            try:
+                with open(self.out / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
+            except OSError as e: raise self.write_failed(self.out / "metrics.jsonl", e) from e
         if self.cfg.log_with: self.acc.log({k: v for k, v in rec.items() if isinstance(v, (int, float))}, step=rec["step"])
 
 # %% ../nbs/05_trainer.ipynb #972b939a
@@ -611,15 +843,18 @@ class _Run:
 def loop(self, model, opt, dl, val, lr_fn, stop_at_step):
     acc, cfg, st = self.acc, self.cfg, self.state
     self.model, self.opt, self.val = model, opt, val
-    while st.step < self.total and st.step != stop_at_step:
+    done = lambda: st.step >= self.total or st.step == stop_at_step or self.stopping is not None
+    while not done():
         for group in self.step_groups(dl):
             for g in opt.param_groups: g["lr"] = lr_fn(st.step)
             norm = self.optimizer_step(model, opt, group)
             self.after_step(norm)
-            if st.step >= self.total or st.step == stop_at_step: break
-        if st.batch_in_epoch >= len(dl):   # the epoch ran out
+            if done(): break
+        early = done() and st.step < self.total   # stopped: the epoch's end is the resumed run's
+        if st.batch_in_epoch >= len(dl) and not early:   # the epoch ran out
             st.epoch, st.batch_in_epoch = st.epoch + 1, 0
-            if cfg.eval_interval is None and val is not None and st.step < self.total: self.evaluate(model, val)
+            if cfg.eval_interval is None and val is not None and not done():
+                self.evaluate(model, val)
     return self.finish(model, val, final=st.step >= self.total)
 
 @patch_to(_Run)
@@ -637,8 +872,9 @@ def step_groups(self, dl):
 def optimizer_step(self, model, opt, group:list):
     "One step over `group`'s micro-batches; its gradient norm (loss, tokens wait in `pending`)."
     acc, cfg, st = self.acc, self.cfg, self.state
-    # 1. the step's target tokens, over all micro-batches and processes: one all-reduce, no wait
-    n = acc.reduce(sum(count_targets(b["labels"]) for b in group), "sum")
+    # 1. the step's target tokens over all micro-batches and processes, and the processes'
+    #    stop requests: one all-reduce, no wait
+    n, votes = self.count(group)
     loss = torch.zeros((), device=acc.device)
     for i, b in enumerate(group):
         # 2. each micro-batch: its summed token loss / n; gradients reduced after the last one
@@ -650,8 +886,9 @@ def optimizer_step(self, model, opt, group:list):
     # 3. clip, check, step
     norm = self.clip(model)
     # a non-finite gradient would poison the weights (fp16's scaler skips such steps): one wait
-    if cfg.amp != "fp16" and not torch.isfinite(norm):
-        self.stop_nonfinite_grad(norm, acc.reduce(loss, "sum"), st.step + 1)
+    finite, stop = self.checks(norm, votes)
+    if not finite: self.stop_nonfinite_grad(norm, acc.reduce(loss, "sum"), st.step + 1)
+    if stop: self.stopping = stop   # every process: after this step
     opt.step()
     opt.zero_grad(set_to_none=True)
     st.batch_in_epoch += len(group)
@@ -677,6 +914,24 @@ def clip(self, model):
     norm = torch.nn.utils.clip_grad_norm_(self.shard.parameters(), limit)
     return norm.full_tensor() if isinstance(norm, DTensor) else norm   # the norm over every shard
 
+@patch_to(_Run)
+def count(self, group:list):
+    "The step's target tokens over all processes and (under several) how many had SIGTERM, SIGINT."
+    n = sum(count_targets(b["labels"]) for b in group)
+    if self.acc.num_processes == 1: return self.acc.reduce(n, "sum"), None
+    asked = [torch.full_like(n, self.stop.received == name) for name in _StopSignals.NAMES]
+    total = self.acc.reduce(torch.stack([n, *asked]), "sum")
+    return total[0], total[1:]
+
+@patch_to(_Run)
+def checks(self, norm, votes) -> tuple:
+    "(whether the gradient norm is finite, any process's stop signal or None): one wait at most."
+    fp16 = self.cfg.amp == "fp16"   # its scaler skips non-finite steps itself
+    if votes is None: return (True if fp16 else bool(torch.isfinite(norm))), None
+    finite = torch.ones_like(votes[0]) if fp16 else torch.isfinite(norm).to(votes.dtype)
+    ok, *asked = torch.cat([finite[None], votes]).tolist()
+    return bool(ok), next((name for name, k in zip(_StopSignals.NAMES, asked) if k), None)
+
 # %% ../nbs/05_trainer.ipynb #bc87ba33
 @patch_to(_Run)
 def after_step(self, norm):
@@ -687,6 +942,8 @@ def after_step(self, norm):
     elif len(self.pending) >= 1000: self.flush()   # a long log interval: bound the waiting steps
     if cfg.eval_interval and st.step % cfg.eval_interval == 0 and self.val is not None: self.evaluate(self.model, self.val)
     if cfg.save_interval and st.step % cfg.save_interval == 0: self.save()
+    if self.acc.num_processes == 1 and self.stop.received:   # several: agreed in `count`
+        self.stopping = self.stop.received
 
 @patch_to(_Run)
 def flush(self) -> float|None:
@@ -739,7 +996,7 @@ def save(self):
     self.flush()   # the exact token count, and no checkpoint after a non-finite loss
     t = time.perf_counter()
     sharded = None if self.shard is None else (self.shard, self.opt)
-    _save_checkpoint(self.acc, self.cfg, self.state, sharded)
+    _save_checkpoint(self.acc, self.cfg, self.state, sharded, self.identity)
     self.saved_at = self.state.step
     self.paused += time.perf_counter() - t
 
@@ -748,9 +1005,25 @@ def finish(self, model, val, final:bool) -> dict:
     self.flush()
     if final and val is not None and (self.last_eval is None or self.history[-1].get("val_loss") is None): self.evaluate(model, val)
     if self.out and self.saved_at != self.state.step: self.save()   # not twice for one step
-    if self.out and self.acc.is_main_process: save_loss_plot(self.out, self.out / "loss.png")
+    if self.out and self.acc.is_main_process and (self.out / "metrics.jsonl").exists():   # records
+        try: save_loss_plot(self.out, self.out / "loss.png")
+        except OSError as e: raise self.write_failed(self.out / "loss.png", e) from e
     self.bar.close()
     train_recs = [r for r in self.history if "loss" in r]
     return dict(steps=self.state.step, epochs=self.state.epoch, tokens=self.state.tokens, completed=final,
+                stopped=None if final else self.stopping,
                 last=train_recs[-1] if train_recs else None, eval=self.last_eval, history=self.history,
                 output_dir=str(self.out) if self.out else None, resumed_from=str(self.resume_from) if self.resume_from else None)
+
+@patch_to(_Run)
+def stopped(self, res:dict) -> TrainingStopped:
+    "What ends a run stopped by a signal: one line on the main process, `TrainingStopped` on each."
+    sig, step = res["stopped"], self.state.step
+    ckpt = self.last_checkpoint() if self.saved_at == step else None
+    code = 128 + int(signal.Signals[sig])
+    where = (f"checkpoint {ckpt}; relaunch with resume='auto' (psann-lm-train: train.resume=auto) "
+             "to continue" if ckpt else "nothing was saved (no output_dir)")
+    message = (f"training stopped by {sig} after step {step} of {self.total}: {where} "
+               f"(exit status {code})")
+    if self.acc.is_main_process: print(message, file=sys.stderr, flush=True)
+    return TrainingStopped(message, sig, step, str(ckpt) if ckpt else None, res)

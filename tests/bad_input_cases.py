@@ -119,6 +119,27 @@ def _fit(model_kw=None, data=None, **fit_kw):
     return lambda: _in_tmp(run)
 
 
+def _resume(second=None, data=None, damage=None):
+    """Fit 1 step into `d/first`, then fit into `out/` resuming from its checkpoint, with `second` model settings, data
+    `data(d, first_data)` or the checkpoint damaged by `damage(ckpt)` (GELU: no sine kernel is built into the cache)."""
+    from psann_lm import psannLM
+    model = {"base": "respsann", "d_model": 16, "n_layers": 1, "n_heads": 2, "mlp_activation": "gelu"}
+    def run(d):
+        first_data = _data(d)
+        psannLM(**model).fit(first_data, max_steps=1, batch_size=4, output_dir=str(d / "first"), progress=False, peak_flops=1e12)
+        ckpt = d / "first" / "checkpoints" / "step_00000001"
+        if damage: damage(ckpt)
+        again = data(d, first_data) if data else first_data
+        return psannLM(**{**model, **(second or {})}).fit(again, max_steps=2, batch_size=4, output_dir=str(d / "out"),
+                                                           resume=str(ckpt), progress=False, peak_flops=1e12)
+    return lambda: _in_tmp(run)
+
+
+def _cut_short(ckpt: Path):
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
 def _generate(*args, **kw):
     return lambda: _model().generate(*args, **kw)
 
@@ -224,6 +245,10 @@ CASES = [
     Case("fit-resume-missing", "a checkpoint path that does not exist", _fit(resume="NOWHERE", output_dir="OUT"), FileNotFoundError, r"resume='.*no_checkpoint' is not a checkpoint directory"),
     Case("fit-output-is-file", "an output directory that is a file", _fit(output_dir="FILE", max_steps=1), ValueError, r"output_dir='.*a_file' is a file"),
     Case("fit-context-too-long", "data windows longer than the model's context", _fit(model_kw=dict(max_seq_len=8), max_steps=1), ValueError, r"max_length=16 exceeds the model's max_seq_len=8"),
+    Case("fit-resume-changed-model", "resuming a checkpoint with a wider model", _resume(second=dict(d_model=32)), ValueError, r"cannot resume from .*step_00000001: this run differs from the one that wrote it: model\.d_mlp 64 → 128, model\.d_model 16 → 32\. To go on, resume from a checkpoint of this run, or start fresh with resume=False"),
+    Case("fit-resume-changed-tokenizer", "resuming with data made by another tokenizer", _resume(data=lambda d, first: _data(d, vocab_size=270)), ValueError, r"tokenizer '[0-9a-f]+…' → '[0-9a-f]+…'.*never continues with another model or tokenizer"),
+    Case("fit-resume-changed-data", "resuming on other texts without resume='force'", _resume(data=lambda d, first: _quiet(first.__class__, TEXTS[:30], tokenizer=first.tokenizer, max_length=16, cache_dir=d / "cache", progress=False)), ValueError, r"data\.corpus '.*' → '.*'.*deliberately with resume='force'"),
+    Case("fit-resume-damaged", "resuming from a checkpoint whose weights were cut short", _resume(damage=_cut_short), ValueError, r"resume='.*step_00000001' is a damaged checkpoint: model\.safetensors has 1,000 bytes, not the [\d,]+ written"),
     # generate(...)
     Case("gen-unfitted", "generating before fitting", lambda: _new_model(base="respsann", d_model=16, n_layers=1, n_heads=2)().generate("hi"), RuntimeError, r"generate\(\) needs a fitted \(or loaded\) model"),
     Case("gen-prompt-type", "a number as the prompt", _generate(123), ValueError, r"prompt must be a string or a non-empty list of strings, got 123"),

@@ -3,14 +3,22 @@ so that the test can kill it (SIGKILL) or stop it (SIGSTOP) at chosen moments an
 
     python fault_driver.py chain CACHE OUT STEPS       # resume='auto'; prints `loaded <ckpt>`, `save-start`, `save-written`, `step <n>`, `done`
     python fault_driver.py reference CACHE OUT STEPS   # never resumes; prints `digest <n> <sha256>` of every checkpoint it writes
+    python fault_driver.py plain CACHE OUT STEPS       # never resumes; prints `step <n>`
     python fault_driver.py ddp CACHE OUT STEPS         # under several processes; prints `rank <r> step <n>`
+    python fault_driver.py ddp-chain CACHE OUT STEPS   # the same with resume='auto' (prints `loaded <ckpt>` too)
 
+Every mode but `ddp` writes the final weights (`final.safetensors`, under several processes `final_rank<r>.safetensors`).
 $FAULT_SAVE_PAUSE (seconds) makes every checkpoint write linger after its files are written and before it is committed
 (psann_state.json and the rename), so that a kill can be aimed there; the test's only hook into the library's timing.
+$FAULT_SAVE_INTERVAL sets save_interval (default 1; 0: checkpoints only at the end or on a stop).
+$FAULT_FSIZE="STEP:BYTES" limits every file the process writes to BYTES (RLIMIT_FSIZE, as `ulimit -f` does) once step
+STEP is done, so that a later checkpoint write fails as on a full disk.
 """
 import hashlib
 import json
 import os
+import resource
+import signal
 import sys
 import time
 import warnings
@@ -46,6 +54,7 @@ def say(*words):
 
 def main(mode, cache, out, steps):
     torch.set_num_threads(1)                       # one thread: deterministic kernels, no oversubscription of the test machine
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, even when started with SIGINT ignored
     from accelerate import Accelerator
     from psann_lm import trainer
     from psann_lm.model import DecoderLM, ModelConfig
@@ -53,6 +62,8 @@ def main(mode, cache, out, steps):
     torch.manual_seed(0)
     net = DecoderLM(ModelConfig(base="waveresnet", vocab_size=data.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=16))
     pause = float(os.environ.get("FAULT_SAVE_PAUSE", "0"))
+    save_interval = int(os.environ.get("FAULT_SAVE_INTERVAL", "1")) or None
+    limit_at, _, limit = os.environ.get("FAULT_FSIZE", "0:0").partition(":")
 
     save_state, load_state, after_step = Accelerator.save_state, Accelerator.load_state, trainer._Run.after_step
     def saving(self, output_dir=None, **kw):
@@ -67,17 +78,19 @@ def main(mode, cache, out, steps):
         return res
     def stepped(self, *args):
         after_step(self, *args)
-        if mode == "ddp": say("rank", self.acc.process_index, "step", self.state.step)
+        if self.state.step == int(limit_at): resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.RLIM_INFINITY))
+        if mode.startswith("ddp"): say("rank", self.acc.process_index, "step", self.state.step)
         elif mode == "reference": say("digest", self.state.step, digest(trainer.checkpoints(out)[-1]))
         else: say("step", self.state.step)
     Accelerator.save_state, Accelerator.load_state, trainer._Run.after_step = saving, loading, stepped
 
-    cfg = trainer.TrainConfig(max_steps=steps, batch_size=4, lr=3e-3, save_interval=1, keep_last=2, output_dir=out, log_interval=1,
-                              resume="auto" if mode == "chain" else False, progress=False, peak_flops=1e12)
+    cfg = trainer.TrainConfig(max_steps=steps, batch_size=4, lr=3e-3, save_interval=save_interval, keep_last=2, output_dir=out,
+                              log_interval=1, resume="auto" if mode in ("chain", "ddp-chain") else False, progress=False, peak_flops=1e12)
     res = trainer.train(net, data, cfg)
     if mode != "ddp":
         from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in net.state_dict().items() if k != "head.weight"}, str(Path(out) / "final.safetensors"))
+        name = f"final_rank{os.environ['RANK']}.safetensors" if mode.startswith("ddp") else "final.safetensors"
+        save_file({k: v.contiguous() for k, v in net.state_dict().items() if k != "head.weight"}, str(Path(out) / name))
     say("done", res["steps"], res["resumed_from"])
 
 

@@ -127,8 +127,10 @@ def test_save_writes_only_inside_its_directory(backend, tokenizer, tmp_path):
     finally:
         m.tokenizer.backend = original
     new = tree(tmp_path) - before
+    hf = {"generation_config.json", "modeling_psann_lm.py", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"}
     assert new == {"a/b/model", "a/b/model/config.json", "a/b/model/model.safetensors", "a/b/model/tokenizer",
-                   "a/b/model/tokenizer/tokenizer.json", "a/b/model/tokenizer/psann_tokenizer.json"}, sorted(new)
+                   "a/b/model/tokenizer/tokenizer.json", "a/b/model/tokenizer/psann_tokenizer.json",
+                   *(f"a/b/model/{name}" for name in hf)}, sorted(new)   # transformers' files, by fixed names
     assert not (tmp_path / "escape").exists()
     assert json.loads((out / "config.json").read_text())["tokenizer"]["path"] == "tokenizer"
 

@@ -89,6 +89,7 @@ def _validate(c:TrainConfig):
     if c.batch_tokens is not None and c.batch_size is not None: raise ValueError("give batch_tokens or batch_size, not both")
     for name in ("grad_accum_steps", "log_interval", "keep_last"):
         if not _is_int(getattr(c, name)): raise ValueError(f"{name} must be a positive int, got {getattr(c, name)!r}")
+    if not _is_int(c.seed, 0): raise ValueError(f"seed must be an int >= 0, got {c.seed!r}")
     if not _is_int(c.num_workers, 0): raise ValueError(f"num_workers must be an int >= 0, got {c.num_workers!r}")
     if not _is_num(c.lr) or c.lr <= 0: raise ValueError(f"lr must be a number > 0, got {c.lr!r}")
     if c.min_lr is not None and (not _is_num(c.min_lr) or not 0 <= c.min_lr <= c.lr): raise ValueError(f"min_lr must be in [0, lr={c.lr}], got {c.min_lr!r}")
@@ -183,14 +184,25 @@ def lr_at(step:int,     # optimizer step, from 0
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))   # 3. cosine: the last step at min_lr
 
 # %% ../nbs/05_trainer.ipynb #9fa2e268
+def _affordable_size(dtype, n:int, products:int, device, sync, budget_s:float=2.0) -> int:
+    "`n`, halved while `products` n×n products would take over `budget_s` (a CPU without native bfloat16: ~100× slower)."
+    probe = torch.randn(256, 256, device=device, dtype=dtype)
+    probe @ probe
+    sync(); t0 = time.perf_counter(); probe @ probe; sync()
+    per_product = (time.perf_counter() - t0) * (n / 256) ** 3
+    while n > 256 and products * per_product > budget_s: n, per_product = n // 2, per_product / 8
+    return n
+
 def measure_peak_flops(dtype:str="float32", # "float32", "bfloat16" or "float16"
                        n:int=2048,          # matrix size
                        runs:int=5,          # timed products (after two warm-ups); the median counts
                        device:str="cpu",    # where to measure
                       ) -> float:
     "Peak FLOP/s as the median throughput of an n×n by n×n matrix product in `dtype` (2n³ FLOPs each)."
-    a = torch.randn(n, n, device=device, dtype=getattr(torch, dtype)); b = torch.randn_like(a)
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    n = _affordable_size(getattr(torch, dtype), n, runs + 2, device, sync)
+    a = torch.randn(n, n, device=device, dtype=getattr(torch, dtype))
+    b = torch.randn_like(a)
     for _ in range(2): a @ b
     times = []
     for _ in range(runs):
@@ -273,8 +285,10 @@ def _load_full_state(ckpt:Path, model, opt, main:bool):
 # %% ../nbs/05_trainer.ipynb #56527d55
 def _file_record(p:Path) -> dict:
     "A file's size and SHA-256, as `psann_state.json` lists them."
-    with open(p, "rb") as f: digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return dict(bytes=p.stat().st_size, sha256=digest)
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)   # 1 MiB at a time
+    return dict(bytes=p.stat().st_size, sha256=h.hexdigest())
 
 def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState, sharded:tuple|None=None,
                      identity:dict|None=None):
@@ -447,8 +461,8 @@ def _check_resume(ckpt:Path, identity:dict, force:bool, named:bool=False, main:b
     if fixed: ways += "; a checkpoint never continues with another model or tokenizer"
     else: ways += (", or continue on the changed data deliberately with resume='force'"
                    + (" (it takes the latest checkpoint in output_dir)" if named else ""))
-    raise ValueError(f"cannot resume from {ckpt}: this run differs from the one that wrote it: "
-                     f"{said}. To go on, {ways}")
+    raise ValueError(f"cannot resume from {ckpt}: it was written by a different run ({said}). "
+                     f"To go on, {ways}")
 
 # %% ../nbs/05_trainer.ipynb #f57c45b4
 def load_metrics(source, # `train`'s result, a list of records, an output directory or a metrics.jsonl path

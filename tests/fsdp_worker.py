@@ -51,7 +51,7 @@ def runs(cache, out):
     data, out = prepare(cache), Path(out)
     for name, fsdp in (("ddp", False), ("fsdp", True)):
         torch.manual_seed(0)
-        m = psannLM(**MODEL, vocab_size=data.vocab_size)
+        m = psannLM(**MODEL, vocab_size=data.vocab_size, seed=0)   # as net(data) builds it
         m.fit(data, **SETTINGS, fsdp=fsdp, output_dir=str(out / f"{name}_run"))
         record(out, name, m.last_fit, m.net.state_dict())
         if fsdp and PartialState().is_main_process: m.save(out / "saved")

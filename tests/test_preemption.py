@@ -315,7 +315,7 @@ def test_a_changed_run_is_refused_before_any_step(data, cache, tmp_path):
     small(data).fit(data, max_steps=2, output_dir=str(out), **FIT)
     ckpt = checkpoints(out)[-1]
     before = (out / "metrics.jsonl").read_text()
-    with pytest.raises(ValueError, match=rf"cannot resume from {ckpt}: .*model.d_mlp 64 → 96, model.d_model 16 → 24\. "
+    with pytest.raises(ValueError, match=rf"cannot resume from {ckpt}: .*model.d_mlp 64 → 96, model.d_model 16 → 24\)\. "
                                          r"To go on, start fresh in a new output_dir .*never continues with another model"):
         small(data, d_model=24).fit(data, max_steps=4, output_dir=str(out), resume="auto", **FIT)
     with warnings.catch_warnings():
@@ -324,9 +324,9 @@ def test_a_changed_run_is_refused_before_any_step(data, cache, tmp_path):
         more = psannLMDataPrep(fault_driver.TEXTS + ["Note 99: a new text."], tokenizer=data.tokenizer, max_length=16,
                                cache_dir=cache, progress=False)
     assert other_tok.vocab_size <= data.vocab_size
-    with pytest.raises(ValueError, match=r"differs from the one that wrote it: .*tokenizer '.*…' → '.*…'.*never continues"):
+    with pytest.raises(ValueError, match=r"written by a different run \(.*tokenizer '.*…' → '.*…'.*never continues"):
         small(other_tok, vocab_size=data.vocab_size).fit(other_tok, max_steps=4, output_dir=str(out), resume="auto", **FIT)
-    with pytest.raises(ValueError, match=r"data.corpus '.*' → '.*', data.windows 88 → 89\. To go on, start fresh in a new "
+    with pytest.raises(ValueError, match=r"data.corpus '.*' → '.*', data.windows 88 → 89\)\. To go on, start fresh in a new "
                                          r"output_dir .*, or continue on the changed data deliberately with resume='force'$"):
         small(more).fit(more, max_steps=4, output_dir=str(out), resume="auto", **FIT)
     assert checkpoints(out) == [ckpt] and (out / "metrics.jsonl").read_text() == before, "a refused resume must not train"

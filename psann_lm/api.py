@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_api.ipynb #03d5cf40
 from __future__ import annotations
-import hashlib, json, os, re, shutil, tempfile
+import json, os, re, shutil, tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from fastcore.basics import patch_to
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .model import DecoderLM, ModelConfig
+from .model import DecoderLM, ModelConfig, file_sha256
 from .tokenizer import Tokenizer, load_tokenizer
 from .trainer import TrainConfig, TrainingStopped, evaluate, plot_loss, train
 from .generation import SamplingConfig, generate_tokens
@@ -338,14 +338,6 @@ def _is_model_dir(d:Path) -> bool:
     try: return json.loads((d / "config.json").read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError): return False
 
-# %% ../nbs/07_api.ipynb #47d2c7b8
-def _sha256(path:Path) -> str:
-    "SHA-256 (hex) of the file at `path`, read in 1 MiB chunks (a large model is never held whole)."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20): h.update(chunk)
-    return h.hexdigest()
-
 # %% ../nbs/07_api.ipynb #5c57b1c8
 @patch_to(psannLM)
 def _saved_meta(self, checksums:dict) -> dict:
@@ -385,7 +377,7 @@ def save(self,
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()
                  if not (tied and k == "head.weight")}
         save_file(state, str(tmp / WEIGHTS), metadata=dict(format=FORMAT))
-        meta = self._saved_meta({WEIGHTS: _sha256(tmp / WEIGHTS)})   # the bytes as written
+        meta = self._saved_meta({WEIGHTS: file_sha256(tmp / WEIGHTS)})   # the bytes as written
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         if self.tokenizer is not None: self.tokenizer.save(tmp / "tokenizer")
         from psann_lm.hf import write_hf_files   # transformers' files (its import takes seconds)
@@ -443,7 +435,7 @@ def _check_files(d:Path, sums:dict):
         if not (d / name).is_file():
             raise FileNotFoundError(f"{d / name} is missing, though config.json records its "
                                     f"checksum; {_AGAIN}")
-        if _sha256(d / name) != want:
+        if file_sha256(d / name) != want:
             raise ValueError(f"{d / name} is corrupt: its SHA-256 is not the one recorded in "
                              "config.json when the model was saved (the file changed since: "
                              f"damaged or truncated); {_AGAIN}")

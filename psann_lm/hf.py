@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_hf.ipynb #ceb1c74e
 from __future__ import annotations
-import hashlib, json, os
+import json, os
 from pathlib import Path
 
 import torch
@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from .blocks import (DecoderCache, LayerCache, RotaryEmbedding, alibi_slopes,
                              sinusoidal_table)
-from .model import DecoderLM, ModelConfig
+from .model import DecoderLM, ModelConfig, file_sha256
 from .tokenizer import Tokenizer, load_tokenizer
 
 # %% auto #0
@@ -270,7 +270,7 @@ def _write_pretrained(d:Path, c:PsannLMConfig, state:dict):
     tmp = d / ".model.safetensors.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp),
               metadata=dict(format=c.format))
-    checksums = {"model.safetensors": _sha256(tmp)}        # the bytes as written, as psannLM.save
+    checksums = {"model.safetensors": file_sha256(tmp)}        # the bytes as written, as psannLM.save
     os.replace(tmp, d / "model.safetensors")
     meta = dict(format=c.format, model=c.model, tokenizer=None, training=c.training,
                 checksums=checksums)
@@ -310,14 +310,6 @@ def save_pretrained(self,
     if not is_main_process: return
     _write_pretrained(Path(save_directory), self.config, state)
 
-# %% ../nbs/07a_hf.ipynb #b455c16a
-def _sha256(path:Path) -> str:
-    "SHA-256 (hex) of the file at `path`, read in 1 MiB chunks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20): h.update(chunk)
-    return h.hexdigest()
-
 # %% ../nbs/07a_hf.ipynb #5b4c1783
 def _check_weights(d:Path):
     "Refuse a directory whose files differ from the SHA-256 digests its config.json records."
@@ -327,7 +319,7 @@ def _check_weights(d:Path):
         raise ValueError(f"{d / 'config.json'}: checksums must map file names to SHA-256 digests")
     for name, want in sums.items():
         path = d / Path(str(name)).name                         # nothing outside the directory
-        if path.is_file() and _sha256(path) != want:
+        if path.is_file() and file_sha256(path) != want:
             raise ValueError(f"{path} is corrupt: its SHA-256 is not the one recorded in "
                              "config.json when the model was saved (the file changed since: "
                              "damaged or truncated); save the model again, or download it again")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_model.ipynb #ee7970ce
 from __future__ import annotations
-import math, os
+import hashlib, math, os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -20,7 +20,7 @@ from .blocks import (AttentionContext, DecoderCache, MLP_ACTIVATIONS, RMSNorm,
                              attention_context, sinusoidal_table)
 
 # %% auto #0
-__all__ = ['BASES', 'POSITIONALS', 'register_base', 'ModelConfig', 'physical_memory', 'LMOutput', 'shift_targets',
+__all__ = ['BASES', 'POSITIONALS', 'register_base', 'ModelConfig', 'physical_memory', 'file_sha256', 'LMOutput', 'shift_targets',
            'count_targets', 'causal_lm_loss', 'DecoderLM']
 
 # %% ../nbs/02_model.ipynb #3d50bc23
@@ -138,6 +138,15 @@ def physical_memory() -> int|None:
     "Bytes of physical memory of this machine, or None where the system does not say."
     try: return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError): return None
+
+# %% ../nbs/02_model.ipynb #7259550e
+def file_sha256(path, # a file
+               ) -> str:
+    "SHA-256 (hex) of the file at `path`, read 1 MiB at a time: the checksum saved weights record."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
 
 # %% ../nbs/02_model.ipynb #525aec6d
 @patch_to(ModelConfig)

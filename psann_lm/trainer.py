@@ -26,7 +26,7 @@ from torch.distributed.tensor import DTensor
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .model import DecoderLM, count_targets, physical_memory
+from .model import DecoderLM, count_targets, file_sha256, physical_memory
 
 try: import resource   # Unix: the file-size limit (ulimit -f) a failed write may have hit
 except ImportError: resource = None
@@ -285,10 +285,7 @@ def _load_full_state(ckpt:Path, model, opt, main:bool):
 # %% ../nbs/05_trainer.ipynb #56527d55
 def _file_record(p:Path) -> dict:
     "A file's size and SHA-256, as `psann_state.json` lists them."
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)   # 1 MiB at a time
-    return dict(bytes=p.stat().st_size, sha256=h.hexdigest())
+    return dict(bytes=p.stat().st_size, sha256=file_sha256(p))
 
 def _save_checkpoint(acc:Accelerator, cfg:TrainConfig, state:TrainState, sharded:tuple|None=None,
                      identity:dict|None=None):

@@ -118,10 +118,10 @@ def test_saving_again_records_the_new_weights(saved):
 
 
 def test_a_large_file_is_hashed_in_chunks(tmp_path):
-    from psann_lm.api import _sha256
+    from psann_lm.model import file_sha256
     big = tmp_path / "big"
     big.write_bytes(os.urandom(3 * (1 << 20) + 17))           # three chunks and a tail
-    assert _sha256(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert file_sha256(big) == hashlib.sha256(big.read_bytes()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- transformers

@@ -246,16 +246,21 @@ def test_save_pretrained_writes_psann_layout(tmp_path, toks):
         hf.save_pretrained(tmp_path / "x", push_to_hub=True)
 
 
+
+def as_saved_before(d):
+    "Directory `d` as psannLM.save wrote it before transformers' files: those removed, config.json cut back."
+    for name in HF_FILES: (d / name).unlink(missing_ok=True)
+    meta = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({k: meta[k] for k in ("format", "model", "tokenizer", "training")}))
+    return d
+
+
 def test_older_directory(tmp_path, toks):
     "As save wrote it before: psannLM.load reads it, transformers says why not, write_hf_files adds"
     tok = toks["wordpiece"]
     lm = psannLM(base="respsann", vocab_size=tok.vocab_size, **SMALL)
     lm.tokenizer = tok
-    old = lm.save(tmp_path / "old")
-    for name in HF_FILES: (old / name).unlink(missing_ok=True)
-    meta = json.loads((old / "config.json").read_text())
-    psann_keys = ("format", "model", "tokenizer", "training")
-    (old / "config.json").write_text(json.dumps({k: meta[k] for k in psann_keys}))
+    old = as_saved_before(lm.save(tmp_path / "old"))
     ids = random_ids(lm, (2, 10), 5)
     with torch.no_grad(): assert torch.equal(psannLM.load(old).net(ids).logits, lm.net(ids).logits)
     with pytest.raises(ValueError, match="model_type"):
@@ -300,11 +305,7 @@ def test_files_are_written_without_transformers(tmp_path, toks):
     tok = toks["bpe"]
     lm = psannLM(base="waveresnet", vocab_size=tok.vocab_size, **SMALL)
     lm.tokenizer = tok
-    d = lm.save(tmp_path / "m")
-    for name in HF_FILES: (d / name).unlink(missing_ok=True)
-    meta = json.loads((d / "config.json").read_text())
-    psann_keys = ("format", "model", "tokenizer", "training")
-    (d / "config.json").write_text(json.dumps({k: meta[k] for k in psann_keys}))   # as saved before
+    d = as_saved_before(lm.save(tmp_path / "m"))
     code = ("import sys; sys.modules['transformers'] = None\n"
             "from psann_lm.hf import write_hf_files, PsannLMConfig\n"
             f"write_hf_files({str(d)!r})\n"

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .sine import cache_root
 from .tokenizer import BACKENDS, Tokenizer, check_train_settings, load_tokenizer, train_tokenizer
 from .tokenizer import with_eos
+from .model import file_sha256
 
 # %% auto #0
 __all__ = ['PIECE_CHARS', 'ERRORS', 'COMPRESSIONS', 'ROW_FORMATS', 'UNREAD_FORMATS', 'MAGIC', 'SOURCE_KEYS', 'FORMAT_VERSION',
@@ -730,7 +731,10 @@ class ShardWriter:
         "Close the files; return this split's entry for meta.json."
         if self._f is not None: self._f.close()
         self._docs.close()
-        return dict(tokens=self.tokens, documents=self.documents, shards=self.shards, docs_file=f"{self.split}_docs.bin")
+        for shard in self.shards: shard["sha256"] = file_sha256(self.dir / shard["file"])   # checked on reuse
+        docs = f"{self.split}_docs.bin"
+        return dict(tokens=self.tokens, documents=self.documents, shards=self.shards, docs_file=docs,
+                    docs_sha256=file_sha256(self.dir / docs))
 
 # %% ../nbs/04_dataprep.ipynb #039ca050
 class TokenStream:
@@ -990,11 +994,21 @@ def prepare_corpus(corpus:Corpus,                    # the documents
     with _spilled(corpus, root):                 # a stream is read once, into a spill file, here
         return _prepare(corpus, tok, recipe, val_split, seed, root, progress)
 
+def _check_shards(out:Path) -> Path:
+    "`out`, a finished preparation, after checking its files against the SHA-256s its meta.json records."
+    for split in json.loads((out / "meta.json").read_text())["splits"].values():
+        files = [(s["file"], s.get("sha256")) for s in split["shards"]]
+        for name, want in files + [(split["docs_file"], split.get("docs_sha256"))]:
+            if want is not None and (not (out / name).is_file() or file_sha256(out / name) != want):
+                raise ValueError(f"{out / name} is damaged (its SHA-256 is not the one meta.json records): "
+                                 f"delete {out} and run again to prepare the data afresh")
+    return out
+
 def _prepare(corpus, tok, recipe, val_split, seed, root, progress) -> tuple[Path, bool]:
     key = hashlib.sha256(json.dumps(dict(format=FORMAT_VERSION, corpus=corpus.fingerprint(), tokenizer=recipe,
                                          val_split=val_split, seed=seed), sort_keys=True).encode()).hexdigest()[:24]
     out = root / key
-    if (out / "meta.json").exists(): return out, True
+    if (out / "meta.json").exists(): return _check_shards(out), True
     plan = plan_split(corpus, val_split, seed)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root)

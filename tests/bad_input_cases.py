@@ -89,6 +89,15 @@ def _data(d: Path, **kw):
     return _quiet(psannLMDataPrep, TEXTS, **{"vocab_size": 300, "max_length": 16, "cache_dir": d / "cache", "progress": False, **kw})
 
 
+def _damaged_cache(d: Path):
+    "Prepared data whose first training shard changed on disk since, prepared again (the cache is reused)."
+    shard = (first := _data(d)).directory / first.meta["splits"]["train"]["shards"][0]["file"]
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 1
+    shard.write_bytes(bytes(data))
+    return _data(d)
+
+
 def _prep(data_fn, **kw):
     "psannLMDataPrep on `data_fn(d)` with its shards going to `d/out`."
     from psann_lm import psannLMDataPrep
@@ -232,6 +241,7 @@ CASES = [
     Case("data-wrong-type", "a number where texts or paths belong", _prep(lambda d: 123), ValueError, r"expected a list of texts, a path, a glob or a list of paths, got int"),
     Case("data-mixed-list", "a list mixing texts and Paths", _prep(lambda d: ["some text", d / "a.txt"]), ValueError, r"the list mixes strings \(texts\) and Paths \(files\)"),
     Case("data-missing-file", "a file that does not exist", _prep(lambda d: d / "missing.txt"), FileNotFoundError, r"no such file: '.*missing\.txt'"),
+    Case("data-damaged-cache", "a cached preparation whose shard changed on disk", lambda: _in_tmp(_damaged_cache), ValueError, r"train_00000\.bin is damaged \(its SHA-256 is not the one meta\.json records\): delete .* and run again"),
     Case("data-empty-glob", "a glob that matches nothing", _prep(lambda d: str(d / "*.nothing")), ValueError, r"the glob '.*\*\.nothing' matches no file"),
     Case("data-directory", "a directory instead of files", _prep(lambda d: d / "out"), ValueError, r"is a directory; pass a glob"),
     Case("data-invalid-utf8", "a file that is not UTF-8 text", _prep(lambda d: _write(d / "latin1.txt", b"caf\xe9 au lait")), ValueError, r"latin1\.txt: not valid UTF-8 at byte 3"),

@@ -154,3 +154,22 @@ def test_transformers_loads_an_older_directory_unchecked(saved, tmp_path):
     hf = transformers.AutoModelForCausalLM.from_pretrained(old, trust_remote_code=True)
     ids = torch.arange(20).reshape(2, 10) % m.config.vocab_size
     with torch.no_grad(): torch.testing.assert_close(hf(ids).logits, logits(m), rtol=0, atol=1e-5)
+
+
+def test_a_damaged_cached_shard_is_refused_on_reuse(tmp_path):
+    "Token shards record their SHA-256 in meta.json; reusing a preparation whose shard changed is refused, naming it."
+    from psann_lm import psannLMDataPrep
+    texts = [f"Document {i}: the quick brown fox jumps {i % 7} times." for i in range(100)]
+    kw = dict(vocab_size=300, max_length=16, cache_dir=tmp_path, progress=False, val_split=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = psannLMDataPrep(texts, **kw)
+        assert psannLMDataPrep(texts, **kw).reused                        # intact: reused
+        meta = first.meta["splits"]["train"]
+        assert all(len(s["sha256"]) == 64 for s in meta["shards"]) and len(meta["docs_sha256"]) == 64
+        shard = first.directory / meta["shards"][0]["file"]
+        data = bytearray(shard.read_bytes())
+        data[10] ^= 1
+        shard.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=rf"{re.escape(str(shard))} is damaged .*delete .* and run again"):
+            psannLMDataPrep(texts, **kw)

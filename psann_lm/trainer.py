@@ -89,7 +89,8 @@ def _validate(c:TrainConfig):
     if c.batch_tokens is not None and c.batch_size is not None: raise ValueError("give batch_tokens or batch_size, not both")
     for name in ("grad_accum_steps", "log_interval", "keep_last"):
         if not _is_int(getattr(c, name)): raise ValueError(f"{name} must be a positive int, got {getattr(c, name)!r}")
-    if not _is_int(c.seed, 0): raise ValueError(f"seed must be an int >= 0, got {c.seed!r}")
+    if not (_is_int(c.seed, 0) and c.seed < 2**64):      # as psannLM(seed=) says it
+        raise ValueError(f"seed must be an int in [0, 2**64), got {c.seed!r}")
     if not _is_int(c.num_workers, 0): raise ValueError(f"num_workers must be an int >= 0, got {c.num_workers!r}")
     if not _is_num(c.lr) or c.lr <= 0: raise ValueError(f"lr must be a number > 0, got {c.lr!r}")
     if c.min_lr is not None and (not _is_num(c.min_lr) or not 0 <= c.min_lr <= c.lr): raise ValueError(f"min_lr must be in [0, lr={c.lr}], got {c.min_lr!r}")

@@ -415,9 +415,9 @@ def test_yaml_sources_with_text_field_train_through_the_cli(tmp_path):
     ("{path: data/notes.txt, text_field: content}",
      "data.sources: data/notes.txt: text_field='content' names the text's field of rows", 2),
     # rows are read when the data is prepared, not when the config is checked: refused then, before
-    # any tokenizing
+    # any tokenizing, with the same status and message
     ("{path: data/rows.jsonl}", "data/rows.jsonl: line 1 has no 'text' field (its fields: 'content'",
-     1),
+     2),
 ])
 def test_yaml_source_mistakes_are_refused_before_any_work(tmp_path, source, message, status):
     (tmp_path / "data").mkdir()

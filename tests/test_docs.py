@@ -110,7 +110,7 @@ def test_troubleshooting_page_shows_every_case_of_the_catalogue():
 
 # ---------------------------------------------------------------------------------------------------- API documentation
 
-CHAPTERS = {"sine": "00_sine", "kernels": "00a_kernels", "conv_kernels": "00b_conv_kernels", "blocks": "01_blocks", "model": "02_model", "tokenizer": "03_tokenizer", "dataprep": "04_dataprep",
+CHAPTERS = {"checks": "00_checks", "sine": "00_sine", "kernels": "00a_kernels", "conv_kernels": "00b_conv_kernels", "blocks": "01_blocks", "model": "02_model", "tokenizer": "03_tokenizer", "dataprep": "04_dataprep",
             "trainer": "05_trainer", "generation": "06_generation", "api": "07_api", "hf": "07a_hf", "evaluation": "07b_eval", "cli": "08_cli", "benchmarks": "09_benchmarks"}
 # methods that are protocols of torch or accelerate, called by them rather than by users: documented, not given a show_doc
 PROTOCOL = {"SineActivation.extra_repr", "TrainState.state_dict", "TrainState.load_state_dict"}

@@ -177,8 +177,8 @@ def _cpp_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dilation:int,
 
 # %% ../nbs/00b_conv_kernels.ipynb #806ef60e
 def _build_conv_helpers():
-    "Define the device functions `_envelope` and `_conv_rows` (module globals) with the current tl."
-    global _envelope, _conv_rows
+    "Define the device functions `_envelope`, `_tap` and `_conv_rows` (module globals) with the current tl."
+    global _envelope, _tap, _conv_rows
 
     @triton.jit
     def _envelope(v, MODE: tl.constexpr):
@@ -188,22 +188,29 @@ def _build_conv_helpers():
         return u
 
     @triton.jit
+    def _tap(x_ptr, rinv_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n, I: tl.constexpr,
+             DIL: tl.constexpr, K: tl.constexpr, HAS_MASK: tl.constexpr, HAS_DOC: tl.constexpr):
+        # tap I's input for rows r: the normed row (K-1-I)·DIL steps back, 0 before the window
+        # (or the row's document) starts
+        s = r - (K - 1 - I) * DIL
+        ok = rm & (r % T >= (K - 1 - I) * DIL)
+        if HAS_DOC:
+            mine = tl.load(doc_ptr + r, mask=rm, other=0)
+            ok = ok & (tl.load(doc_ptr + s, mask=ok, other=0) == mine)
+        inv = tl.load(rinv_ptr + s, mask=ok, other=0.0)
+        if HAS_MASK: inv = inv * tl.load(mask_ptr + s, mask=ok, other=0.0)
+        xs = tl.load(x_ptr + s[:, None] * n + c[None, :], mask=ok[:, None] & cm[None, :], other=0.0)
+        return xs.to(tl.float32) * inv[:, None]
+
+    @triton.jit
     def _conv_rows(x_ptr, rinv_ptr, gain_ptr, w_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n,
                    DIL: tl.constexpr, K: tl.constexpr, HAS_MASK: tl.constexpr,
                    HAS_DOC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
-        t = r % T
         y = tl.zeros((BLOCK_R, BLOCK_N), tl.float32)
-        if HAS_DOC: mine = tl.load(doc_ptr + r, mask=rm, other=0)
         for i in tl.static_range(K):
-            s = r - (K - 1 - i) * DIL
-            ok = rm & (t >= (K - 1 - i) * DIL)
-            if HAS_DOC: ok = ok & (tl.load(doc_ptr + s, mask=ok, other=0) == mine)
-            inv = tl.load(rinv_ptr + s, mask=ok, other=0.0)
-            if HAS_MASK: inv = inv * tl.load(mask_ptr + s, mask=ok, other=0.0)
-            src = x_ptr + s[:, None] * n + c[None, :]
-            xs = tl.load(src, mask=ok[:, None] & cm[None, :], other=0.0)
-            w = tl.load(w_ptr + i * n + c, mask=cm, other=0.0)
-            y += w[None, :] * (xs.to(tl.float32) * inv[:, None])
+            xn = _tap(x_ptr, rinv_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n, i,
+                      DIL, K, HAS_MASK, HAS_DOC)
+            y += tl.load(w_ptr + i * n + c, mask=cm, other=0.0)[None, :] * xn
         return y * tl.load(gain_ptr + c, mask=cm, other=0.0)[None, :]
 
 # %% ../nbs/00b_conv_kernels.ipynb #1d823f99
@@ -271,18 +278,10 @@ def _build_conv_bwd_kernel():
         tl.store(part, tl.sum(P, axis=0), mask=cm)
         tl.store(part + n, tl.sum(Q * y, axis=0), mask=cm)
         tl.store(part + 2 * n, tl.sum(P * u, axis=0), mask=cm)
-        t = r % T
-        if HAS_DOC: mine = tl.load(doc_ptr + r, mask=rm, other=0)
         for i in tl.static_range(K):
-            s = r - (K - 1 - i) * DIL
-            ok = rm & (t >= (K - 1 - i) * DIL)
-            if HAS_DOC: ok = ok & (tl.load(doc_ptr + s, mask=ok, other=0) == mine)
-            inv = tl.load(rinv_ptr + s, mask=ok, other=0.0)
-            if HAS_MASK: inv = inv * tl.load(mask_ptr + s, mask=ok, other=0.0)
-            src = x_ptr + s[:, None] * n + c[None, :]
-            xs = tl.load(src, mask=ok[:, None] & cm[None, :], other=0.0)
-            dw = tl.sum(dy * (xs.to(tl.float32) * inv[:, None]), axis=0)
-            tl.store(part + (3 + i) * n, dw, mask=cm)
+            xn = _tap(x_ptr, rinv_ptr, mask_ptr, doc_ptr, r, rm, c, cm, T, n, i,
+                      DIL, K, HAS_MASK, HAS_DOC)
+            tl.store(part + (3 + i) * n, tl.sum(dy * xn, axis=0), mask=cm)
     return _conv_bwd_kernel
 
 # %% ../nbs/00b_conv_kernels.ipynb #84e238b9

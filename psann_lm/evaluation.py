@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch_to
 
 from .api import psannLM
+from .checks import check_int, is_int
 from .model import DecoderLM
 from .tokenizer import Tokenizer
 
@@ -51,15 +52,9 @@ def _checked_request(i:int, req, vocab_size:int, max_length:int) -> tuple[list[i
     if len(continuation) > max_length:
         raise ValueError(f"request {i}: the continuation has {len(continuation)} tokens, more than "
                          f"max_seq_len={max_length}; a continuation is scored in one window")
-    bad = [t for t in context + continuation
-           if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab_size]
+    bad = [t for t in context + continuation if not (is_int(t, lo=0) and t < vocab_size)]
     if bad: raise ValueError(f"request {i}: {bad[0]!r} is not a token id in [0, {vocab_size})")
     return context, continuation
-
-# %% ../nbs/07b_eval.ipynb #b2e0b84a
-def _check_batch_size(batch_size):
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 # %% ../nbs/07b_eval.ipynb #9fafe53e
 def _score_batch(net:DecoderLM, inputs:list[list[int]], continuations:list[list[int]],
@@ -98,7 +93,7 @@ def score_continuations(net:DecoderLM,    # the network (`psannLM.net`), on any 
     "Score each continuation given its context: batched, right-padded, left-truncated."
     L, V = net.config.max_seq_len, net.config.vocab_size
     reqs = [_checked_request(i, r, V, L) for i, r in enumerate(requests)]
-    _check_batch_size(batch_size)
+    check_int(batch_size, "batch_size")
     inputs = [truncated_input(c, x, L) for c, x in reqs]
     was_training = net.training
     net.eval()
@@ -170,7 +165,7 @@ def loglikelihood(self,
                  ) -> list[LogLikelihood]:
     "Log-probability of each continuation given its context, and whether it is greedy."
     tok, pairs = _tokenizer_of(self), _text_pairs(requests, continuations)
-    _check_batch_size(batch_size)
+    check_int(batch_size, "batch_size")
     reqs = [encode_pair(tok, c, x, tok.eos_id) for c, x in pairs]
     for i, (_, x) in enumerate(reqs):
         if not x:
@@ -217,7 +212,7 @@ class HarnessLM(LM):
         _require_lm_eval()
         super().__init__()
         if str(batch_size).isdigit(): batch_size = int(batch_size)
-        _check_batch_size(batch_size)
+        check_int(batch_size, "batch_size")
         if max_batch_size is not None:
             raise ValueError("max_batch_size is for batch_size='auto', which psann_lm lacks")
         if isinstance(pretrained, psannLM) and device is not None:

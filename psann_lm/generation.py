@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch_to
 
 from .blocks import DecoderCache
+from .checks import check_int, is_int, is_number
 from .model import physical_memory
 from .sine import frozen_sine
 
@@ -87,15 +88,15 @@ class SamplingConfig:
 def _check_sampling(temperature, top_k, top_p, min_p, repetition_penalty, do_sample):
     "Refuse a sampling setting of the wrong type or range, naming it."
     for name, v in (("temperature", temperature), ("repetition_penalty", repetition_penalty)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+        if not is_number(v, lo=0):
             raise ValueError(f"{name} must be a number >= 0, got {v!r}")
     if repetition_penalty <= 0:
         raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty!r}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+    if not (top_k is None or is_int(top_k, lo=1)):
         raise ValueError(f"top_k must be an int >= 1 or None, got {top_k!r}")
     for name, v in (("top_p", top_p), ("min_p", min_p)):
         if v is None: continue
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
+        if not (is_number(v) and 0 < v <= 1):
             raise ValueError(f"{name} must be in (0, 1] or None, got {v!r}")
     if do_sample is not None and not isinstance(do_sample, bool):
         raise ValueError(f"do_sample must be true, false or None, got {do_sample!r}")
@@ -131,8 +132,7 @@ def choose(self,
 def _check_request(prompts:int, max_new_tokens, n, sampling:SamplingConfig, logprobs):
     "Refuse a malformed request, or one whose results alone cannot fit in memory, before any work."
     for name, v in (("max_new_tokens", max_new_tokens), ("num_return_sequences", n)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int(v, name)
     if n > 1 and sampling.greedy:
         raise ValueError(f"num_return_sequences={n} with greedy decoding (temperature=0 or "
                          f"do_sample=False) would return {n} identical copies; sample instead "

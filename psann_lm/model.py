@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from fastcore.basics import patch_to
 
+from .checks import check_int, is_number
 from .sine import SineConfig
 from .blocks import (AttentionContext, DecoderCache, MLP_ACTIVATIONS, RMSNorm,
                              ResPSANNBlock, RotaryEmbedding, WaveResNetBlock, alibi_slopes,
@@ -93,12 +94,9 @@ def _check_sizes(self):
                          "(register_base adds one)")
     for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len", "conv_kernel",
                  "dilation_growth", "dilation_cycle"):
-        v = getattr(self, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int(getattr(self, name), name)
     if self.d_mlp is None: self.d_mlp = 4 * self.d_model
-    if not isinstance(self.d_mlp, int) or isinstance(self.d_mlp, bool) or self.d_mlp < 1:
-        raise ValueError(f"d_mlp must be a positive int or None, got {self.d_mlp!r}")
+    check_int(self.d_mlp, "d_mlp", none_ok=True)   # None means 4 * d_model
     if self.d_model % self.n_heads:
         raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
@@ -130,7 +128,7 @@ def _check_settings(self):
     except ValueError as e: raise ValueError(f"sine_params: {e}") from None
     for name in ("rope_base", "init_std", "norm_eps"):
         v = getattr(self, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+        if not (is_number(v) and v > 0):
             raise ValueError(f"{name} must be a number > 0, got {v!r}")
 
 # %% ../nbs/02_model.ipynb #a20b3a34

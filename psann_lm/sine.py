@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
+from .checks import is_number
+
 # %% auto #0
 __all__ = ['SINE_PARAMS', 'DECAY_MODES', 'FREQ_EPS', 'MIN_INIT', 'inverse_softplus', 'decay_envelope_arg', 'sine_formula',
            'SineConfig', 'SineActivation', 'decay_envelope_slope', 'sine_backward_formula', 'cache_root',
@@ -79,23 +81,18 @@ class SineConfig:
     def __post_init__(self):
         _check_config(self)   # every field checked; `learnable` and the bounds normalised
 
-# %% ../nbs/00_sine.ipynb #3dd9893a
-def _is_number(v) -> bool:
-    "Whether `v` is an int or a float (a bool is neither, here)."
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
 # %% ../nbs/00_sine.ipynb #60e60894
 def _check_init_values(cfg:SineConfig):
     "Initial values finite and > 0 (the frequency above FREQ_EPS), spreads >= 0."
     for name in ("amp_init", "freq_init", "damp_init"):
         v = getattr(cfg, name)
-        if not _is_number(v) or not v > 0 or v == float("inf"):
+        if not (is_number(v) and v > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     if cfg.freq_init <= FREQ_EPS:
         raise ValueError(f"freq_init must exceed {FREQ_EPS}, got {cfg.freq_init!r}")
     for name in ("amp_init_std", "freq_init_std", "damp_init_std"):
         v = getattr(cfg, name)
-        if not _is_number(v) or not v >= 0:
+        if not is_number(v, lo=0):
             raise ValueError(f"{name} must be a number >= 0, got {v!r}")
 
 # %% ../nbs/00_sine.ipynb #3be97217
@@ -105,7 +102,7 @@ def _check_bounds(name:str, bounds, init:float):
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise ValueError(f"{name} must be a (lo, hi) pair or None, got {bounds!r}")
     lo, hi = bounds
-    if any(v is not None and (not _is_number(v) or v < 0) for v in (lo, hi)):
+    if any(v is not None and not is_number(v, lo=0, finite=False) for v in (lo, hi)):
         raise ValueError(f"{name} entries must be non-negative numbers or None, got {bounds!r}")
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"{name} has lo > hi: {bounds!r}")

@@ -1,6 +1,7 @@
 """The documentation cannot rot: the README's quickstart runs and its links name real pages, the configuration reference and
 the troubleshooting tables match the code, every exported symbol is documented, and the docs checker (.ci/check_docs.py, run
 by `make test` after nbdev_proc_nbs) catches what it must."""
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -143,12 +144,34 @@ def documented_params(obj) -> list[str]:
     return [p.name for p in params if p.name not in ("self", "cls") and p.kind is not p.VAR_KEYWORD]
 
 
+def _code_cells(nb_name:str) -> list[str]:
+    cells = json.loads((NBS / f"{nb_name}.ipynb").read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def show_docs(nb_name:str) -> set[str]:
+    "The names a chapter's hand-written `show_doc(...)` cells document."
+    return {m for src in _code_cells(nb_name) for m in re.findall(r"^show_doc\(\s*([\w.]+)", src, re.M)}
+
+
+def auto_docs(nb_name:str) -> set[str]:
+    "The names nbdev documents by itself: public top-level definitions in shown export cells (nbdev's `add_show_docs`)."
+    from nbdev.showdoc import showdoc_nm
+    names = set()
+    for src in _code_cells(nb_name):
+        flags = {m.group(1) for m in re.finditer(r"^#\|\s*(\w+)", src, re.M)}
+        if not flags & {"export", "exports", "exec_doc"} or "hide" in flags: continue
+        body = "\n".join(l for l in src.splitlines() if not l.startswith("#|"))
+        names |= {showdoc_nm(o) for o in ast.parse(body).body
+                  if isinstance(o, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not o.name.startswith("_")}
+    return names
+
+
 def doc_problems() -> list[str]:
     from fastcore.docments import docments
     problems, shown = [], {}
     for mod_name, nb_name in CHAPTERS.items():
-        cells = json.loads((NBS / f"{nb_name}.ipynb").read_text(encoding="utf-8"))["cells"]
-        shown[mod_name] = {m for c in cells if c["cell_type"] == "code" for m in re.findall(r"^show_doc\(\s*([\w.]+)", "".join(c["source"]), re.M)}
+        shown[mod_name] = show_docs(nb_name) | auto_docs(nb_name)
     for mod_name, nb_name in CHAPTERS.items():
         mod = importlib.import_module(f"psann_lm.{mod_name}")
         for qual, obj in public_symbols(mod):

@@ -5,46 +5,44 @@
 # %% ../nbs/07_api.ipynb #03d5cf40
 from __future__ import annotations
 import json, os, re, shutil, tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
 import torch
+from matplotlib.axes import Axes
 from fastcore.basics import patch_to
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
 
+from .checks import check_seed, rename_aliases
+from .dataprep import psannLMDataPrep
 from .model import DecoderLM, ModelConfig, file_sha256
 from .tokenizer import Tokenizer, load_tokenizer
-from .trainer import TrainConfig, TrainingStopped, evaluate, plot_loss, train
+from .trainer import TRAIN_ALIASES, TrainConfig, TrainingStopped, evaluate, plot_loss, train
 from .generation import SamplingConfig, generate_tokens
 
 # %% auto #0
-__all__ = ['MODEL_ALIASES', 'INIT_SEED', 'FORMAT', 'WEIGHTS', 'PICKLES', 'psannLM']
+__all__ = ['MODEL_ALIASES', 'INIT_SEED', 'FORMAT', 'WEIGHTS', 'PICKLES', 'model_settings', 'psannLM']
 
 # %% ../nbs/07_api.ipynb #54e6a889
 MODEL_ALIASES = dict(max_length="max_seq_len", positional_encoding="positional")
 
 # %% ../nbs/07_api.ipynb #7ed82b14
-def _model_kwargs(base:str, kwargs:dict) -> dict:
-    kw = dict(kwargs, base=base)
-    for alias, name in MODEL_ALIASES.items():
-        if alias in kw:
-            if name in kw: raise TypeError(f"give {alias!r} or {name!r}, not both")
-            kw[name] = kw.pop(alias)
+def model_settings(base:str,    # the model's base: "waveresnet", "respsann", or one you registered
+                   kwargs:dict, # `ModelConfig`'s fields by name; the spellings of MODEL_ALIASES too
+                  ) -> dict:
+    "`ModelConfig`'s keyword arguments from `psannLM`'s: aliases renamed, unknown names refused."
+    kw = rename_aliases(dict(kwargs, base=base), MODEL_ALIASES, error=TypeError)
     known = {f.name for f in fields(ModelConfig)}
-    unknown = sorted(set(kw) - known)
-    if unknown:
+    if unknown := sorted(set(kw) - known):
         raise TypeError(f"psannLM() got unexpected keyword argument(s) {unknown}; "
                         f"model settings are {sorted(known | set(MODEL_ALIASES))}")
     return kw
 
 # %% ../nbs/07_api.ipynb #4bef37a8
 INIT_SEED = TrainConfig.seed   # the weights' seed when none is given: fit's default seed
-
-def _check_seed(seed):
-    "Refuse a seed torch cannot take."
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
 
 # %% ../nbs/07_api.ipynb #10c3a867
 def _seeded_net(config:ModelConfig, seed:int) -> DecoderLM:
@@ -61,8 +59,8 @@ class psannLM:
                  base:str="waveresnet", # "waveresnet", "respsann", or a base you registered
                  seed:int|None=None,    # seeds the initial weights; None: fit's seed, else 1337
                  **model_kwargs):       # ModelConfig's fields (d_model, ...); see MODEL_ALIASES
-        if seed is not None: _check_seed(seed)
-        self.model_kwargs, self.seed = _model_kwargs(base, model_kwargs), seed
+        if seed is not None: check_seed(seed)
+        self.model_kwargs, self.seed = model_settings(base, model_kwargs), seed
         kw = {**dict(vocab_size=32000), **self.model_kwargs}
         self.config = ModelConfig(**kw)                      # checked now, built later
         self.net, self.tokenizer, self.history = None, None, []
@@ -78,22 +76,23 @@ class psannLM:
 
 # %% ../nbs/07_api.ipynb #30f9cf45
 def _train_kwargs(kwargs:dict) -> TrainConfig:
+    "fit's `TrainConfig`: the YAML spellings of TRAIN_ALIASES renamed, unknown names refused."
+    kw = rename_aliases(kwargs, TRAIN_ALIASES, error=TypeError)
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
+    if unknown := sorted(set(kw) - known):
         raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}; "
                         f"training settings are {sorted(known)}")
-    cfg = TrainConfig(**kwargs)
-    _check_seed(cfg.seed)
+    cfg = TrainConfig(**kw)
+    check_seed(cfg.seed)
     return cfg
 
 # %% ../nbs/07_api.ipynb #1f055c24
 @patch_to(psannLM)
 def fit(self,
-        train_data,      # a psannLMDataPrep: its training windows, and its validation split if any
-        val_data=None,   # a psannLMDataPrep or dataset to evaluate on instead
+        train_data:psannLMDataPrep,     # its training windows, and its validation split if any
+        val_data:psannLMDataPrep|Dataset|None=None, # data (or a dataset) to evaluate on instead
         **train_kwargs,  # TrainConfig's fields (epochs, max_steps, batch_tokens, lr, amp, ...)
-       ) -> psannLM:
+       ) -> psannLM:     # this model, trained (so that calls chain)
     "Train on `train_data` (a psannLMDataPrep); `train_kwargs` are `TrainConfig` fields."
     cfg = _train_kwargs(train_kwargs)
     if not hasattr(train_data, "dataset") or not hasattr(train_data, "tokenizer"):
@@ -113,7 +112,7 @@ def fit(self,
                          f"the model's ({self.config.vocab_size})")
     self.tokenizer = train_data.tokenizer
     try: result = train(self.net, train_data, cfg, val_data=val_data)
-    except TrainingStopped as stop:                      # SIGTERM/SIGINT: the history so far is kept
+    except TrainingStopped as stop:                   # SIGTERM/SIGINT: the history so far is kept
         self.history.extend(stop.result["history"])
         self.last_fit = stop.result
         raise
@@ -124,9 +123,9 @@ def fit(self,
 # %% ../nbs/07_api.ipynb #aeeb880d
 @patch_to(psannLM)
 def evaluate(self,
-             data,                     # a psannLMDataPrep (validation, else training) or dataset
-             batch_size:int=8,         # windows per forward pass
-             max_tokens:int|None=None, # stop after about this many target tokens; None = all
+             data:psannLMDataPrep|Dataset, # its validation split, else its training windows
+             batch_size:int=8,             # windows per forward pass
+             max_tokens:int|None=None,     # stop after about this many target tokens; None = all
             ) -> dict:
     "Loss, perplexity and token count on `data`'s validation split (else training windows)."
     if self.net is None:
@@ -138,8 +137,8 @@ def evaluate(self,
 # %% ../nbs/07_api.ipynb #5f7d1834
 @patch_to(psannLM)
 def plot_loss(self,
-              ax=None, # matplotlib axes to draw on; None = new ones
-             ):
+              ax:Axes|None=None, # matplotlib axes to draw on; None = new ones
+             ) -> Axes:
     "Training and validation loss of every fit so far."
     if not self.history: raise RuntimeError("nothing to plot: the model has not been fitted")
     return plot_loss(self.history, ax=ax)
@@ -180,13 +179,13 @@ def generate_ids(
     attention_mask:torch.Tensor|None=None, # (B, T) 1 for prompt tokens, 0 for padding
     max_new_tokens:int=64,                 # tokens to generate per row, at most
     seed:int|None=None,                    # seeds sampling, for reproducible output
-    eos_token_id=None,                     # id or ids ending a row; None = the tokenizer's <|eos|>
-    stop=None,                             # stop(row, new_ids) -> bool: ends a row early
-    on_token=None,                         # on_token(next_ids, done) after every step
+    eos_token_id:int|list[int]|None=None,  # id or ids ending a row; None = the tokenizer's <|eos|>
+    stop:Callable|None=None,               # stop(row, new_ids) -> bool: ends a row early
+    on_token:Callable|None=None,           # on_token(next_ids, done) after every step
     num_return_sequences:int=1,            # samples per prompt (rows r·n … r·n+n-1)
     return_logprobs:bool=False,            # also return their log-probabilities
     **sampling,                            # SamplingConfig's settings (temperature, top_k, ...)
-) -> torch.Tensor|tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor|tuple[torch.Tensor, torch.Tensor]:   # new ids (and log-probabilities)
     "New ids (B·n, max_new_tokens) after left-padded `input_ids` (and their log-probabilities)."
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ValueError(f"seed must be an int or None, got {seed!r}")
@@ -267,7 +266,7 @@ def generate(
     repetition_penalty:float=1.0,  # > 1 discourages tokens already in the text
     do_sample:bool|None=None,      # False = greedy; None or True = sample (unless temperature is 0)
     seed:int|None=None,            # seeds sampling, for reproducible output
-    eos_token_id=None,             # id or ids ending a prompt's text; None = tokenizer's <|eos|>
+    eos_token_id:int|list[int]|None=None, # id or ids ending a prompt's text; None: <|eos|>
     stop:str|list[str]|None=None,  # strings that end a prompt's text (cut from it)
     num_return_sequences:int=1,    # samples per prompt (> 1: a list of texts per prompt)
     return_logprobs:bool=False,    # also return each new token's log-probability
@@ -301,7 +300,7 @@ def stream(self,
            max_new_tokens:int=64,        # tokens to generate, at most
            stop:str|list[str]|None=None, # strings that end the text (cut from it)
            **kwargs,                     # seed, eos_token_id, sampling settings: as `generate`
-          ):
+          ) -> Iterator[str]:            # pieces of the new text, as they are settled
     "Yield the continuation of `prompt` piece by piece; the pieces join to `generate`'s text."
     import queue, threading
     if kwargs.get("num_return_sequences", 1) != 1 or kwargs.get("return_logprobs", False):
@@ -363,7 +362,7 @@ def _save_target(directory) -> Path:
 # %% ../nbs/07_api.ipynb #275a4830
 @patch_to(psannLM)
 def save(self,
-         directory, # new, empty, or holding a model saved earlier (which is replaced)
+         directory:str|Path, # new, empty, or holding a model saved earlier (which is replaced)
         ) -> Path:
     "Write the model, its tokenizer and the files transformers reads into `directory`."
     if self.net is None:
@@ -480,8 +479,8 @@ def _read_meta(d:Path) -> dict:
 # %% ../nbs/07_api.ipynb #635f6c8c
 @patch_to(psannLM, cls_method=True)
 def load(cls,
-         directory,   # a directory written by `save`
-         device=None, # where the weights go ("cpu", "cuda:0", ...); None = the CPU
+         directory:str|Path,                # a directory written by `save`
+         device:str|torch.device|None=None, # where the weights go ("cuda:0", ...); None = the CPU
         ) -> psannLM:
     "A `psannLM` from a directory written by `save` (JSON and safetensors only; no pickles)."
     d, dev = Path(directory), _device(device)

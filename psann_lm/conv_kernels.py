@@ -177,7 +177,7 @@ def _cpp_branch_backward(g, x, rinv, gain, wt, A, f, d, mask, doc, dilation:int,
 
 # %% ../nbs/00b_conv_kernels.ipynb #806ef60e
 def _build_conv_helpers():
-    "Define the device functions `_envelope`, `_tap` and `_conv_rows` (module globals) with the current tl."
+    "Define the device functions `_envelope`, `_tap`, `_conv_rows` (module globals) with this tl."
     global _envelope, _tap, _conv_rows
 
     @triton.jit

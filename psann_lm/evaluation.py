@@ -345,14 +345,14 @@ def _check_harness_kwargs(simple_evaluate, kwargs:dict):
 @patch_to(psannLM)
 def evaluate_harness(self,
                      tasks:str|list[str],        # task names: the harness's, or in `include_path`
-                     include_path=None,          # a folder (or list of folders) of task YAML files
+                     include_path:str|list|None=None, # a folder (or list of folders) of task YAML files
                      num_fewshot:int|None=None,  # examples in each prompt; None = each task's own
                      limit:int|float|None=None,  # documents per task (a fraction if < 1)
                      batch_size:int=16,          # rows per forward pass
                      log_samples:bool=False,     # keep each document's requests and answers
                      include_defaults:bool=True, # also list the harness's own tasks
                      **kwargs,                   # lm_eval.simple_evaluate's other settings
-                    ) -> dict:
+                    ) -> dict: # the harness's results: per-task metrics, config, samples
     "Run lm-evaluation-harness `tasks` on this model and return the harness's results dict."
     _require_lm_eval()
     from lm_eval import simple_evaluate

@@ -270,7 +270,7 @@ def _write_pretrained(d:Path, c:PsannLMConfig, state:dict):
     tmp = d / ".model.safetensors.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp),
               metadata=dict(format=c.format))
-    checksums = {"model.safetensors": file_sha256(tmp)}        # the bytes as written, as psannLM.save
+    checksums = {"model.safetensors": file_sha256(tmp)}   # the bytes as written, as psannLM.save
     os.replace(tmp, d / "model.safetensors")
     meta = dict(format=c.format, model=c.model, tokenizer=None, training=c.training,
                 checksums=checksums)

@@ -65,7 +65,7 @@ def main(mode, cache, out, steps):
     save_interval = int(os.environ.get("FAULT_SAVE_INTERVAL", "1")) or None
     limit_at, _, limit = os.environ.get("FAULT_FSIZE", "0:0").partition(":")
 
-    save_state, load_state, after_step = Accelerator.save_state, Accelerator.load_state, trainer._Run.after_step
+    save_state, load_state = Accelerator.save_state, Accelerator.load_state
     def saving(self, output_dir=None, **kw):
         say("save-start")
         res = save_state(self, output_dir, **kw)
@@ -76,17 +76,16 @@ def main(mode, cache, out, steps):
         res = load_state(self, input_dir, **kw)
         say("loaded", input_dir)
         return res
-    def stepped(self, *args):
-        after_step(self, *args)
-        if self.state.step == int(limit_at): resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.RLIM_INFINITY))
-        if mode.startswith("ddp"): say("rank", self.acc.process_index, "step", self.state.step)
-        elif mode == "reference": say("digest", self.state.step, digest(trainer.checkpoints(out)[-1]))
-        else: say("step", self.state.step)
-    Accelerator.save_state, Accelerator.load_state, trainer._Run.after_step = saving, loading, stepped
+    def stepped(state):   # train's on_step: after each step, once it is logged, evaluated and saved
+        if state.step == int(limit_at): resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.RLIM_INFINITY))
+        if mode.startswith("ddp"): say("rank", os.environ["RANK"], "step", state.step)
+        elif mode == "reference": say("digest", state.step, digest(trainer.checkpoints(out)[-1]))
+        else: say("step", state.step)
+    Accelerator.save_state, Accelerator.load_state = saving, loading
 
     cfg = trainer.TrainConfig(max_steps=steps, batch_size=4, lr=3e-3, save_interval=save_interval, keep_last=2, output_dir=out,
                               log_interval=1, resume="auto" if mode in ("chain", "ddp-chain") else False, progress=False, peak_flops=1e12)
-    res = trainer.train(net, data, cfg)
+    res = trainer.train(net, data, cfg, on_step=stepped)
     if mode != "ddp":
         from safetensors.torch import save_file
         name = f"final_rank{os.environ['RANK']}.safetensors" if mode.startswith("ddp") else "final.safetensors"

@@ -57,7 +57,7 @@ def runs(cache, out):
         if fsdp and PartialState().is_main_process: m.save(out / "saved")
     stopped = net(data)
     cfg = TrainConfig(**SETTINGS, fsdp=True, output_dir=str(out / "stopped_run"))
-    res = train(stopped, data, cfg, stop_at_step=4)
+    res = train(stopped, data, cfg, on_step=lambda state: state.step == 4)   # stopped as if pre-empted
     record(out, "stopped", res, stopped.state_dict())
 
 

@@ -112,7 +112,7 @@ def test_troubleshooting_page_shows_every_case_of_the_catalogue():
 # ---------------------------------------------------------------------------------------------------- API documentation
 
 CHAPTERS = {"checks": "00_checks", "sine": "00_sine", "kernels": "00a_kernels", "conv_kernels": "00b_conv_kernels", "blocks": "01_blocks", "model": "02_model", "tokenizer": "03_tokenizer", "dataprep": "04_dataprep",
-            "trainer": "05_trainer", "generation": "06_generation", "api": "07_api", "hf": "07a_hf", "evaluation": "07b_eval", "cli": "08_cli", "benchmarks": "09_benchmarks"}
+            "trainer": "05_trainer", "generation": "06_generation", "api": "07_api", "hf": "07a_hf", "evaluation": "07b_eval", "cli": "08_cli", "benchmarks": "09_benchmarks", "bench_children": "09a_bench_children"}
 # methods that are protocols of torch or accelerate, called by them rather than by users: documented, not given a show_doc
 PROTOCOL = {"SineActivation.extra_repr", "TrainState.state_dict", "TrainState.load_state_dict"}
 
@@ -274,3 +274,26 @@ def test_checker_finds_missing_pages_and_broken_links(tmp_path):
 
 def test_the_project_sidebar_lists_every_page():
     assert load_checker().sidebar_problems(ROOT) == []
+
+
+def test_show_doc_cells_only_where_nbdev_does_not_document():
+    "A hand-written `show_doc(X)` for a name nbdev documents by itself is noise in the chapter (it renders once anyway)."
+    twice = {nb: sorted(show_docs(nb) & auto_docs(nb)) for nb in CHAPTERS.values()}
+    assert not any(twice.values()), {nb: names for nb, names in twice.items() if names}
+
+
+def test_signatures_render_as_written():
+    """show_doc's signature says what the code says: no `NoneType` for an unannotated None default, and a `**kwargs`
+    comment is never shown as the return value's (fastcore's docments gives it to the return when that has none)."""
+    from fastcore.docments import docments
+    from nbdev.showdoc import show_doc
+    bad = []
+    for mod_name in CHAPTERS:
+        for qual, obj in public_symbols(importlib.import_module(f"psann_lm.{mod_name}")):
+            if "NoneType" in show_doc(obj)._repr_markdown_(): bad.append(f"{mod_name}.{qual}: NoneType")
+            try: src = inspect.getsource(obj)
+            except (OSError, TypeError): continue
+            kw = re.search(r"^\s*\*\*\w+\s*,?\s*#\s*(.+?)\s*$", src, re.M)
+            ret = docments(obj).get("return") if kw else None
+            if ret and ret.strip() == kw.group(1).strip(): bad.append(f"{mod_name}.{qual}: **kwargs comment as the return's")
+    assert not bad, "\n".join(bad)

@@ -27,3 +27,18 @@ def test_spec_python_example(index, tmp_path, monkeypatch):
     model = ns["model"]
     assert model.last_fit["completed"]
     if "out" in ns: assert isinstance(ns["out"], str)
+
+
+def test_yaml_key_names_are_fit_arguments_too(tmp_path, monkeypatch):
+    "The specification's YAML spellings (checkpoint_dir, log_interval_steps, save_interval_steps) work in fit."
+    monkeypatch.setenv("PSANN_LM_CACHE", str(tmp_path / "cache"))
+    from psann_lm import psannLM, psannLMDataPrep
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = psannLMDataPrep(["test1", "test2"])
+        model = psannLM(base="respsann", d_model=16, n_layers=1, n_heads=2)
+        model.fit(data, checkpoint_dir=str(run), save_interval_steps=1, log_interval_steps=1, progress=False)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_00000001"]
+    assert model.last_fit["output_dir"] == str(run)
+    assert (run / "metrics.jsonl").exists()

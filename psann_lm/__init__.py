@@ -1,7 +1,8 @@
 """psann_lm: language models whose MLPs use PSANN's parametric sine activation."""
 __version__ = "0.0.1"
 
-# The ops of the kernels chapters (torch.ops.psann_lm.*) are registered on import; they need only torch.
+# The ops of the kernels chapters (torch.ops.psann_lm.*) are registered on import; they need
+# only torch.
 from . import kernels, conv_kernels  # noqa: E402,F401
 
 # The two names of the product's API (and the exception a stopped fit raises), imported on first

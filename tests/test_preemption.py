@@ -238,14 +238,19 @@ def test_two_processes_stop_together_and_resume_exactly(cache, ddp_reference, tm
 
 
 def test_a_killed_process_then_both_relaunched_end_as_the_uninterrupted_run(cache, ddp_reference, tmp_path):
-    "SIGKILL to a random one of two processes at 3 random moments (checkpoints every 5 steps); both relaunched with resume='auto'."
+    "SIGKILL to a random one of two processes at 3 random steps (checkpoints every 5 steps); both relaunched with resume='auto'."
     rng, out, trials = random.Random(6), tmp_path / "run", []
     for trial in range(3):
         ranks = launch(cache, out, tmp_path, f"kill{trial}", env={"FAULT_SAVE_INTERVAL": "5"})
         victim = rng.choice([0, 1])
         try:
-            assert ranks[victim].wait_for(lambda w: w[0] == "rank"), f"training did not start; see {tmp_path}"
-            time.sleep(rng.uniform(0.2, 1.5))
+            seen, ahead = [], rng.randint(1, 8)     # a moment counted in steps, so a loaded machine cannot
+            def reached(w):                          # let the run finish before the kill
+                if w[0] != "rank": return False
+                seen.append(int(w[3]))
+                return seen[-1] >= seen[0] + ahead
+            assert ranks[victim].wait_for(reached), f"training did not start; see {tmp_path}"
+            time.sleep(rng.uniform(0.0, 0.3))       # somewhere inside the next step
             assert all(r.proc.poll() is None for r in ranks), "the run ended before the kill: make DDP_STEPS larger"
             ranks[victim].signal(signal.SIGKILL)
             t0 = time.monotonic()
